@@ -1,0 +1,89 @@
+# runimage: build the RunDir and the single file, run it, test it.
+#
+#   make          build ./runimage (and build/RunDir, the same container unpacked)
+#   make run      build, then start a shell in the container
+#   make test     build, then run the tests as an unprivileged user
+#
+# Build dependencies are installed with apt-get when make runs as root; otherwise `make deps`
+# says which packages are missing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+BUILD := build
+RUNDIR := $(BUILD)/RunDir
+IMAGE := runimage
+VENV := $(BUILD)/venv
+PYTHON_HOST ?= /usr/bin/python3
+
+DEB_BUILD_DEPS := mmdebstrap bubblewrap squashfs-tools squashfuse fuse3 uidmap busybox-static \
+	libsquashfuse-dev libfuse3-dev libzstd-dev liblz4-dev liblzma-dev liblzo2-dev zlib1g-dev \
+	musl-tools gcc make python3 python3-venv python3-pyelftools
+DEB_TEST_DEPS := python3-pytest python3-click python3-psutil python3-pyroute2 python3-xlib \
+	python3-pyelftools util-linux procps tmux
+
+LAUNCHER_SOURCES := $(wildcard src/runimage/*.py) src/runimage/Run
+RUNTIME_SOURCES := $(wildcard runtime/*.c runtime/*.h) runtime/Makefile
+
+.PHONY: all rundir deps test-deps run test lint clean
+
+all: rundir
+
+deps:
+	@missing=$$(for p in $(DEB_BUILD_DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "Installing build dependencies: $$missing"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		else \
+			echo "Missing build dependencies: $$missing (as root: apt-get install $$missing)" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+test-deps: deps
+	@missing=$$(for p in $(DEB_TEST_DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+# The parts of the RunDir: each script skips its work when its inputs did not change.
+rundir: deps
+	rootfs-build/build.sh $(RUNDIR)/rootfs
+	static-bins/build.sh $(RUNDIR)/static
+	$(MAKE) -C runtime OUT=$(abspath $(RUNDIR)/static)
+	rm -rf $(RUNDIR)/static/launcher/runimage
+	mkdir -p $(RUNDIR)/static/launcher $(RUNDIR)/config
+	cp -r src/runimage $(RUNDIR)/static/launcher/runimage
+	rm -rf $(RUNDIR)/static/launcher/runimage/__pycache__
+	cp src/runimage/entry.py $(RUNDIR)/static/launcher/run.py
+	$(PYTHON_HOST) -m compileall -q $(RUNDIR)/static/launcher/runimage
+	install -m 0755 src/runimage/Run $(RUNDIR)/Run
+	cp config/*.rcfg $(RUNDIR)/config/ 2>/dev/null || true
+
+$(IMAGE): rundir
+	$(RUNDIR)/static/python3 -E -S $(RUNDIR)/static/launcher/run.py --run-build $(abspath $(IMAGE))
+
+run: all
+	@if [ "$$(id -u)" = 0 ]; then \
+		echo "make run: running as root, so ALLOW_ROOT=1 is set for this shell"; \
+		export ALLOW_ROOT=1; \
+	fi; \
+	./$(IMAGE) --run-shell
+
+$(VENV)/bin/ruff:
+	$(PYTHON_HOST) -m venv $(VENV)
+	$(VENV)/bin/pip install -q ruff mypy types-psutil click psutil pyelftools pytest
+
+lint: $(VENV)/bin/ruff
+	$(VENV)/bin/ruff check src static-bins tests bench
+	$(VENV)/bin/ruff format --check src static-bins tests bench
+	$(VENV)/bin/mypy
+
+test: test-deps all lint
+	tests/run.sh
+
+clean:
+	rm -rf $(BUILD) $(IMAGE)

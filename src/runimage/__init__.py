@@ -1,0 +1,1 @@
+"""runimage: a portable, single-file, unprivileged Linux container."""

@@ -1,0 +1,5 @@
+import sys
+
+from runimage.cli import main
+
+sys.exit(main())

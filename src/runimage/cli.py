@@ -1,0 +1,185 @@
+"""The launcher's entry: `runimage {bwrap args} {executable} {args}` or one of the --run-*
+modes.
+
+Running a program is the hot path and imports only what it needs; the modes (--run-help,
+--run-version, ...) are parsed with click in runimage.modes, imported only when one is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from runimage import log, processes, sandbox, settings, tools, userns
+from runimage.log import Die
+from runimage.settings import Identity, Paths, flag
+
+
+def refuse_root() -> None:
+    if os.geteuid() == 0 and not flag("ALLOW_ROOT"):
+        raise Die(
+            "root user is not allowed!",
+            hint="do not run runimage as root; if you really need to, set ALLOW_ROOT=1",
+            status=1,
+        )
+
+
+def is_mode(argument: str) -> bool:
+    """True for the launcher's own flags (--run-*, --overfs-* and their short forms --rX, --oX),
+    which never reach bwrap; bwrap's own options are lower case after the dashes."""
+    if argument.startswith(("--run-", "--overfs-")):
+        return True
+    return len(argument) > 3 and argument[:3] in ("--r", "--o") and argument[3].isupper()
+
+
+def export_environment(paths: Paths, who: Identity) -> None:
+    """The variables the usage text lists under "Other environment variables", for the
+    program inside and for the helpers the launcher starts."""
+    rootfs_type = settings.read_text(os.path.join(paths.rootfs, ".type"))
+    exported = {
+        "RUNPID": str(os.getpid()),
+        "RUNPPID": str(os.getppid()),
+        "RUNDIR": paths.rundir,
+        "RUNROOTFS": paths.rootfs,
+        "RUNSTATIC": paths.static,
+        "RUNIMAGEDIR": paths.imagedir,
+        "RUNCONFIGDIR": paths.configdir,
+        "RUNCACHEDIR": paths.cachedir,
+        "RUNOVERFSDIR": paths.overfsdir,
+        "SANDBOXHOMEDIR": paths.sandboxhomedir,
+        "PORTABLEHOMEDIR": paths.portablehomedir,
+        "RUNSRCNAME": paths.srcname,
+        "RUNIMAGE_VERSION": settings.RUNIMAGE_VERSION,
+        "RUNROOTFS_VERSION": settings.rootfs_version(paths.rootfs),
+        "RUNROOTFSTYPE": rootfs_type,
+        "RUNSTATIC_VERSION": static_version(paths),
+        "RUNRUNTIME": paths.runtime,
+        "RUNUSER": who.user,
+        "RUNGROUP": who.group,
+        "EGID": str(who.gid),
+        "NVIDIA_DRIVERS_DIR": os.environ.get("NVIDIA_DRIVERS_DIR")
+        or os.path.join(paths.imagedir, "nvidia-drivers"),
+    }
+    if paths.image:
+        exported["RUNIMAGE"] = paths.image
+    os.environ.update(exported)
+    os.environ.setdefault("SYS_PATH", paths.sys_path)
+    tools.export_all(paths)
+
+
+def static_version(paths: Paths) -> str:
+    """The portable tools' version: the first line of static/.version."""
+    return settings.read_text(os.path.join(paths.static, ".version")).partition("\n")[0]
+
+
+def check_rootfs(paths: Paths) -> None:
+    if not os.path.isdir(paths.rootfs):
+        raise Die(
+            f"The rootfs is missing: '{paths.rootfs}'",
+            hint="build it with 'make' or use a complete runimage",
+        )
+    if not (os.path.isdir(os.path.join(paths.rootfs, "usr")) and os.path.isdir(
+        os.path.join(paths.rootfs, "etc")
+    )):
+        raise Die(
+            f"The rootfs is broken: '{paths.rootfs}' has no /usr or /etc",
+            hint="rebuild it with 'make' or use a complete runimage",
+        )
+
+
+def default_shell(rootfs: str) -> list[str]:
+    """RUN_SHELL, else the first of fish, zsh, bash, sh the rootfs has."""
+    chosen = os.environ.get("RUN_SHELL", "").strip()
+    if chosen:
+        import shlex
+
+        return shlex.split(chosen)
+    for name in ("fish", "zsh", "bash", "sh"):
+        if os.path.lexists(os.path.join(rootfs, "usr/bin", name)):
+            if name == "bash":
+                return ["/usr/bin/bash", "--rcfile", "/etc/bash.bashrc"]
+            return [f"/usr/bin/{name}"]
+    return ["/bin/sh"]
+
+
+def autorun_command(paths: Paths) -> list[str]:
+    """The command of autorun mode: AUTORUN, or the name the image was started under when it is
+    not its own (a link called htop runs /usr/bin/htop)."""
+    rootfs_type = os.environ.get("RUNROOTFSTYPE", "")
+    if settings.own_name(paths.srcname, rootfs_type):
+        autorun = os.environ.get("AUTORUN", "").strip()
+        if not autorun:
+            return []
+        import shlex
+
+        return shlex.split(autorun)
+    return [paths.srcname]
+
+
+class Launch:
+    """Everything a run in the container needs, found once."""
+
+    def __init__(self) -> None:
+        self.paths = Paths(dict(os.environ))
+        self.who = Identity()
+        export_environment(self.paths, self.who)
+        self.bwrap = tools.locate(self.paths, "SYS_BWRAP", "bwrap")
+        self.suid_bwrap = flag("SYS_BWRAP") and tools.is_setuid(self.bwrap) and self.who.uid != 0
+        if self.suid_bwrap:
+            log.warning("Bubblewrap has the setuid bit!")
+
+    def run(self, command: list[str]) -> int:
+        """Runs command (bwrap options may come first) in the container; returns its status."""
+        check_rootfs(self.paths)
+        if not self.bwrap:
+            raise Die("bwrap was not found", hint="install bubblewrap or use a complete runimage")
+        userns.check(self.suid_bwrap)
+
+        shell = default_shell(self.paths.rootfs)
+        scratch: list[str] = []
+        try:
+            bwrap = sandbox.build(self.bwrap, self.suid_bwrap, self.paths, self.who, shell, scratch)
+            return processes.run(bwrap.argv(command), bwrap.env)
+        finally:
+            for path in scratch:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+    def shell(self) -> list[str]:
+        return default_shell(self.paths.rootfs)
+
+
+def run_autorun(launch: Launch, autorun: list[str], args: list[str]) -> int:
+    name = autorun[0]
+    binary = os.path.join(launch.paths.rootfs, "usr/bin", name)
+    if "/" in name or not os.path.lexists(binary):
+        raise Die(f"{name} not found in /usr/bin", hint="name the link after a program in /usr/bin")
+    log.info(f"Autorun mode: {' '.join(autorun)}")
+    if args and args[0] == name:
+        args = args[1:]
+    return launch.run([f"/usr/bin/{name}", *autorun[1:], *args])
+
+
+def dispatch(args: list[str]) -> int:
+    refuse_root()
+    launch = Launch()
+    autorun = autorun_command(launch.paths)
+    if autorun:
+        return run_autorun(launch, autorun, args)
+    if not args or is_mode(args[0]):
+        from runimage import modes
+
+        return modes.run(launch, args or ["--run-help"])
+    return launch.run(args)
+
+
+def main() -> int:
+    try:
+        return dispatch(sys.argv[1:])
+    except Die as failure:
+        log.error(failure.message, failure.hint)
+        return failure.status
+    except KeyboardInterrupt:
+        return 130

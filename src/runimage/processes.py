@@ -1,0 +1,176 @@
+"""Running the container's main process and ending what it leaves behind.
+
+The launcher forks bwrap and waits for it, as a shell waits for a foreground job: its exit
+status is the program's (bwrap reports a death by signal N as 128+N). The launcher is a child
+subreaper, so processes the program leaves running in the background are re-parented to it; when
+the program ends they are stopped too, unless ALLOW_BG=1. Signals sent to the launcher itself are
+passed on to the program; a Ctrl-C typed at the terminal already reached the program, so it is
+not sent twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from runimage import log
+
+# typing costs milliseconds at every start; mypy reads a local TYPE_CHECKING the same way.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+PR_SET_CHILD_SUBREAPER = 36
+# How long background processes get to end after SIGTERM before SIGKILL.
+STOP_GRACE_S = 1.0
+
+
+def become_subreaper() -> None:
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        log.debug("prctl(PR_SET_CHILD_SUBREAPER) is unavailable")
+
+
+def exit_status(wait_status: int) -> int:
+    if os.WIFSIGNALED(wait_status):
+        return 128 + os.WTERMSIG(wait_status)
+    return os.WEXITSTATUS(wait_status)
+
+
+class Container:
+    """A running bwrap, with the pipe on which it reports the pid of the sandboxed program."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.info_read, info_write = os.pipe()
+        self.child_pid = 0
+        self.pid = os.fork()
+        if self.pid == 0:
+            self._exec(argv, env, info_write)
+        os.close(info_write)
+
+    def _exec(self, argv: list[str], env: dict[str, str], info_write: int) -> None:
+        try:
+            os.close(self.info_read)
+            for number in FORWARDED:
+                signal.signal(number, signal.SIG_DFL)
+            argv = [argv[0], "--info-fd", str(info_write), *argv[1:]]
+            os.set_inheritable(info_write, True)
+            os.execve(argv[0], argv, env)
+        except OSError as failure:
+            os.write(2, f"runimage: cannot run {argv[0]}: {failure.strerror}\n".encode())
+        os._exit(log.LAUNCHER_FAILURE)
+
+    def sandboxed_pid(self) -> int:
+        """The pid of the program inside, read from bwrap's --info-fd report."""
+        if not self.child_pid:
+            os.set_blocking(self.info_read, False)
+            try:
+                report = os.read(self.info_read, 4096).decode(errors="replace")
+            except OSError:
+                report = ""
+            key = '"child-pid":'
+            if key in report:
+                digits = report.split(key, 1)[1].lstrip().split(",")[0].split("}")[0]
+                self.child_pid = int(digits.strip() or 0)
+        return self.child_pid
+
+    def forward(self, number: int, _frame: FrameType | None = None) -> None:
+        if number == signal.SIGINT and _terminal_sent_it():
+            return
+        target = self.sandboxed_pid() or self.pid
+        try:
+            os.kill(target, number)
+        except ProcessLookupError:
+            pass
+
+    def wait(self) -> int:
+        """Waits for bwrap; returns its exit status."""
+        previous = {number: signal.signal(number, self.forward) for number in FORWARDED}
+        try:
+            while True:
+                try:
+                    _pid, status = os.waitpid(self.pid, 0)
+                    return exit_status(status)
+                except ChildProcessError:
+                    return log.LAUNCHER_FAILURE
+                except InterruptedError:
+                    continue
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            os.close(self.info_read)
+
+
+def _terminal_sent_it() -> bool:
+    """True when the launcher is in the terminal's foreground process group: a typed Ctrl-C
+    then went to every process of the group, the program included."""
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def children() -> list[int]:
+    """Pids of the launcher's own children (background processes re-parented to it)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/children") as file:
+                found += [int(pid) for pid in file.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def stop_leftovers() -> None:
+    """Stops the background processes the program left: SIGTERM, then SIGKILL after a grace
+    period. Their own children re-parent to the launcher as they die, so loop until none."""
+    deadline = time.monotonic() + STOP_GRACE_S
+    sent: set[int] = set()
+    while True:
+        _reap()
+        pids = children()
+        if not pids:
+            return
+        late = time.monotonic() > deadline
+        for pid in pids:
+            if late or pid not in sent:
+                try:
+                    os.kill(pid, signal.SIGKILL if late else signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                sent.add(pid)
+        time.sleep(0.01)
+
+
+def run(argv: list[str], env: dict[str, str]) -> int:
+    """Runs bwrap with argv and env; returns the program's exit status."""
+    log.debug("running: " + " ".join(argv))
+    allow_bg = os.environ.get("ALLOW_BG") == "1"
+    if not allow_bg:
+        become_subreaper()
+    container = Container(argv, env)
+    status = container.wait()
+    if not allow_bg:
+        stop_leftovers()
+    return status

@@ -1,0 +1,244 @@
+"""End-to-end runs of the unpacked RunDir with the Debian rootfs, as an ordinary user."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import clean_env, run
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("status", [0, 1, 7])
+def test_exit_status_comes_back(run_entry: Path, status: int) -> None:
+    result = run(run_entry, "sh", "-c", f"exit {status}")
+    assert result.returncode == status, result.stderr
+
+
+def test_death_by_sigint_is_130(run_entry: Path) -> None:
+    result = run(run_entry, "sh", "-c", "kill -INT $$")
+    assert result.returncode == 130, result.stderr
+
+
+def test_sigint_to_launcher_reaches_program(run_entry: Path) -> None:
+    launcher = subprocess.Popen(
+        [str(run_entry), "sleep", "60"],
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    time.sleep(1.5)
+    launcher.send_signal(signal.SIGINT)
+    assert launcher.wait(timeout=20) == 130
+
+
+def test_arguments_arrive_unchanged(run_entry: Path) -> None:
+    args = ["two words", "it's \"quoted\"", "*", "$HOME", "line\nbreak", "", "-c", "--bind"]
+    result = run(run_entry, "printf", "%s\\0", *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\0")[:-1] == args
+
+
+def test_os_release_is_debian(run_entry: Path) -> None:
+    result = run(run_entry, "cat", "/etc/os-release")
+    assert "ID=debian" in result.stdout.splitlines()
+    assert 'VERSION_CODENAME=bookworm' in result.stdout.splitlines()
+
+
+def test_python_is_debians(run_entry: Path) -> None:
+    result = run(run_entry, "python3", "-c", "import sys; print(sys.version)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("3.11.")
+    assert "[GCC 12" in result.stdout
+
+
+def test_pkglist_lists_dpkg_packages(run_entry: Path) -> None:
+    result = run(run_entry, "--run-pkglist")
+    assert result.returncode == 0, result.stderr
+    names = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    assert {"dpkg", "bash", "apt", "python3", "fakeroot"} <= names
+
+
+def test_short_form_of_pkglist(run_entry: Path) -> None:
+    assert run(run_entry, "--rP").stdout == run(run_entry, "--run-pkglist").stdout
+
+
+def test_binlist_lists_usr_bin(run_entry: Path) -> None:
+    result = run(run_entry, "--run-binlist")
+    names = result.stdout.split()
+    assert "bash" in names and "dpkg" in names
+    assert not any("/" in name for name in names)
+
+
+def test_host_home_and_tmp_are_seen(run_entry: Path, tmp_path: Path) -> None:
+    home = Path.home()
+    marker_home = home / f".runimage-test-{os.getpid()}"
+    marker_home.write_text("home\n")
+    marker_tmp = Path("/tmp") / f"runimage-test-{os.getpid()}"
+    marker_tmp.write_text("tmp\n")
+    try:
+        result = run(run_entry, "cat", str(marker_home), str(marker_tmp))
+        assert result.stdout == "home\ntmp\n", result.stderr
+        assert run(run_entry, "sh", "-c", "echo $HOME").stdout.strip() == str(home)
+    finally:
+        marker_home.unlink()
+        marker_tmp.unlink()
+
+
+def test_run_shell_runs_bash_with_args(run_entry: Path) -> None:
+    result = run(run_entry, "--run-shell", "-c", 'echo "$SHELL:$BASH_VERSION"')
+    shell, _, version = result.stdout.strip().partition(":")
+    assert shell == "/usr/bin/bash"
+    assert version.startswith("5.2")
+
+
+def test_run_shell_honours_run_shell(run_entry: Path) -> None:
+    env = clean_env(RUN_SHELL="/usr/bin/dash")
+    result = run(run_entry, "--rS", "-c", 'echo "$SHELL"; readlink /proc/$$/exe', env=env)
+    assert result.stdout.split() == ["/usr/bin/dash", "/usr/bin/dash"]
+
+
+def test_unknown_mode_is_one_clear_error(run_entry: Path) -> None:
+    result = run(run_entry, "--run-xyz")
+    assert result.returncode == 2
+    assert "Unknown option: --run-xyz" in result.stderr
+    assert "bwrap" not in result.stderr.lower()
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_no_arguments_prints_help(run_entry: Path) -> None:
+    result = run(run_entry)
+    assert result.returncode == 0
+    assert "--run-shell" in result.stderr and "SANDBOX_NET" in result.stderr
+
+
+def test_root_is_refused(run_entry: Path) -> None:
+    result = subprocess.run(
+        ["unshare", "--map-root-user", str(run_entry), "true"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "root user is not allowed" in result.stderr
+    assert "ALLOW_ROOT=1" in result.stderr
+
+
+def test_inside_variables(run_entry: Path) -> None:
+    script = "echo $INSIDE_RUNIMAGE $RUNDIR $RUNROOTFS $RUNSTATIC; test $RUNPID -gt 1 && echo ok"
+    result = run(run_entry, "sh", "-c", script)
+    assert result.stdout.split() == [
+        "1", "/var/RunDir", "/var/RunDir/rootfs", "/var/RunDir/static", "ok"
+    ]  # fmt: skip
+
+
+def test_no_rundir_bind_keeps_host_paths(run_entry: Path, rundir: Path) -> None:
+    env = clean_env(NO_RUNDIR_BIND="1")
+    result = run(run_entry, "sh", "-c", "echo $RUNDIR; test -e /var/RunDir/Run || echo none", env=env)
+    assert result.stdout.split() == [str(rundir.resolve()), "none"]
+
+
+def test_capabilities_and_no_cap(run_entry: Path) -> None:
+    with_caps = run(run_entry, "sh", "-c", "grep CapEff /proc/self/status")
+    without = run(run_entry, "sh", "-c", "grep CapEff /proc/self/status", env=clean_env(NO_CAP="1"))
+    assert with_caps.stdout.split()[1] != "0000000000000000"
+    assert without.stdout.split()[1] == "0000000000000000"
+
+
+def test_nocap_lets_nested_bwrap_start(run_entry: Path) -> None:
+    result = run(run_entry, "nocap", "/var/RunDir/static/bwrap", "--dev-bind", "/", "/", "true")
+    assert result.returncode == 0, result.stderr
+
+
+def test_unshare_pids_hides_host_processes(run_entry: Path) -> None:
+    shared = run(run_entry, "sh", "-c", "ls /proc | grep -c '^[0-9]'")
+    private = run(
+        run_entry, "sh", "-c", "ls /proc | grep -c '^[0-9]'", env=clean_env(UNSHARE_PIDS="1")
+    )
+    assert int(private.stdout) < 5 < int(shared.stdout)
+
+
+def test_tmpdir_is_bound(run_entry: Path, tmp_path: Path) -> None:
+    outside = Path.home() / f".runimage-tmpdir-{os.getpid()}"
+    outside.mkdir()
+    try:
+        (outside / "probe").write_text("x")
+        env = clean_env(TMPDIR=str(outside))
+        result = run(run_entry, "sh", "-c", 'echo $TMPDIR; cat "$TMPDIR/probe"', env=env)
+        assert result.stdout.split() == ["/tmp/.TMPDIR", "x"]
+    finally:
+        (outside / "probe").unlink()
+        outside.rmdir()
+
+
+def test_background_processes_are_stopped(run_entry: Path) -> None:
+    tag = f"runimage-bg-{os.getpid()}"
+    run(run_entry, "sh", "-c", f"sleep 300 {tag} 2>/dev/null & exec true")
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", f"sleep 300 {tag}"], capture_output=True, text=True)
+    assert left.stdout == ""
+
+
+def test_allow_bg_keeps_background_processes(run_entry: Path) -> None:
+    marker = f"/tmp/runimage-allow-bg-{os.getpid()}"
+    env = clean_env(ALLOW_BG="1")
+    run(run_entry, "sh", "-c", f"(sleep 1; touch {marker}) >/dev/null 2>&1 & exit 0", env=env)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert os.path.exists(marker)
+    os.unlink(marker)
+
+
+def test_killed_launcher_leaves_no_process(run_entry: Path) -> None:
+    tag = f"runimage-kill-{os.getpid()}"
+    launcher = subprocess.Popen(
+        [str(run_entry), "sh", "-c", f"exec -a {tag} sleep 300"], env=clean_env()
+    )
+    time.sleep(1.5)
+    launcher.kill()
+    launcher.wait()
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True)
+    assert left.stdout == ""
+
+
+def test_autorun_by_link_name(run_entry: Path, tmp_path: Path) -> None:
+    link = tmp_path / "dpkg-query"
+    link.symlink_to(run_entry)
+    result = run(link, "--show", "--showformat=${Package}\\n", "dpkg")
+    assert result.stdout.strip() == "dpkg", result.stderr
+
+
+def test_autorun_variable(run_entry: Path) -> None:
+    result = run(run_entry, "x y", env=clean_env(AUTORUN="echo from-autorun"))
+    assert result.stdout.strip() == "from-autorun x y"
+
+
+def test_autorun_of_missing_program_is_clear(run_entry: Path, tmp_path: Path) -> None:
+    link = tmp_path / "no-such-program"
+    link.symlink_to(run_entry)
+    result = run(link)
+    assert result.returncode == 127
+    assert "no-such-program not found in /usr/bin" in result.stderr
+
+
+def test_version_mode(run_entry: Path) -> None:
+    result = run(run_entry, "--run-version")
+    assert "RunImage version:" in result.stderr
+    assert "RootFS version:" in result.stderr and ".debian." in result.stderr
+
+
+def test_apt_works_as_fake_root(run_entry: Path, rundir: Path) -> None:
+    if not os.access(rundir / "rootfs" / "var" / "lib" / "dpkg", os.W_OK):
+        pytest.skip("the rootfs is not writable by this user")
+    result = run(run_entry, "sudo", "apt-get", "check")
+    assert result.returncode == 0, result.stderr
