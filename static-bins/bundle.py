@@ -11,6 +11,7 @@ build host), recursively, and copied with the chroot's dynamic loader. The resul
     OUTDIR/.bundle/bin/<name>      the real ELF binaries
     OUTDIR/.bundle/bin/.exec-stub  static program that starts them through the loader
     OUTDIR/.bundle/lib/            every library, ld-linux-x86-64.so.2, python3.11/
+    OUTDIR/.bundle/loader/<name>   symlink to the loader: the process is named <name>
     OUTDIR/<name>                  relative symlink to .bundle/bin/.exec-stub
     OUTDIR/launcher/               the launcher's Python dependencies
 
@@ -429,6 +430,11 @@ class Bundle:
         return self.out / ".bundle" / "bin"
 
     @property
+    def loader_dir(self) -> Path:
+        """One symlink to the loader per command, so processes carry the command's name."""
+        return self.out / ".bundle" / "loader"
+
+    @property
     def lib_dir(self) -> Path:
         return self.out / ".bundle" / "lib"
 
@@ -441,6 +447,8 @@ class Bundle:
                 raise BundleError(f"{path} ({name}) not found in {self.chroot.root}")
             copy_file(self.chroot.host(resolved), self.bin_dir / name)
             (self.out / name).symlink_to(f".bundle/bin/{STUB}")
+            self.loader_dir.mkdir(exist_ok=True)
+            (self.loader_dir / name).symlink_to(f"../lib/{LOADER}")
             self.owned.update((path, resolved))
             roots.append(resolved)
         return roots

@@ -4,8 +4,12 @@
  * RunDir/static is a relative symlink to it. The tool name is the basename
  * of argv[0]; the bundle root is found from /proc/self/exe. It runs
  *
- *   ROOT/.bundle/lib/ld-linux-x86-64.so.2 --library-path ROOT/.bundle/lib
+ *   ROOT/.bundle/loader/NAME --library-path ROOT/.bundle/lib
  *       --argv0 ARGV0 ROOT/.bundle/bin/NAME ARGS...
+ *
+ * where .bundle/loader/NAME is a symlink to .bundle/lib/ld-linux-x86-64.so.2:
+ * the kernel names the process after the path it was started by, so ps,
+ * pidof and /proc/PID/comm show NAME rather than the loader's name.
  *
  * and changes nothing in the environment, so processes the tool starts see
  * the caller's environment. Python is given the absolute path of its command
@@ -24,7 +28,7 @@
 
 #define PROG "runimage-static"
 #define BUNDLE_BIN "/.bundle/bin"
-#define LOADER "ld-linux-x86-64.so.2"
+#define BUNDLE_LOADER "/.bundle/loader/"
 
 static void
 die (const char *name, const char *message)
@@ -97,7 +101,7 @@ main (int argc, char **argv)
     }
 
   char *libdir = join (name, root, "/.bundle/lib", "");
-  char *loader = join (name, libdir, "/", LOADER);
+  char *loader = join (name, root, BUNDLE_LOADER, name);
   const char *argv0 = argv[0];
   if (strncmp (name, "python", 6) == 0)
     argv0 = join (name, root, "/", name);
