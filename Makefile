@@ -25,7 +25,7 @@ DEB_TEST_DEPS := python3-pytest python3-click python3-psutil python3-pyroute2 py
 LAUNCHER_SOURCES := $(wildcard src/runimage/*.py) src/runimage/Run
 RUNTIME_SOURCES := $(wildcard runtime/*.c runtime/*.h) runtime/Makefile
 
-.PHONY: all rundir deps test-deps run test lint clean
+.PHONY: all rundir busybox deps test-deps run test lint clean
 
 all: rundir
 
@@ -78,11 +78,15 @@ $(VENV)/bin/ruff:
 	$(VENV)/bin/pip install -q ruff mypy types-psutil click psutil pyelftools pytest
 
 lint: $(VENV)/bin/ruff
-	$(VENV)/bin/ruff check src static-bins tests bench
-	$(VENV)/bin/ruff format --check src static-bins tests bench
+	$(VENV)/bin/ruff check src static-bins tests
+	$(VENV)/bin/ruff format --check src static-bins tests
 	$(VENV)/bin/mypy
 
-test: test-deps all lint
+# A tiny busybox rootfs for the fast tests.
+busybox:
+	rootfs-build/build-busybox.sh $(BUILD)/busybox-rootfs
+
+test: test-deps all busybox lint
 	tests/run.sh
 
 clean:

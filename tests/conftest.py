@@ -33,7 +33,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run(
-    entry: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120, **kw: object
+    entry: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(entry), *args],
@@ -42,7 +47,8 @@ def run(
         text=True,
         timeout=timeout,
         check=False,
-        **kw,  # type: ignore[arg-type]
+        cwd=cwd,
+        input=stdin,
     )
 
 

@@ -78,9 +78,10 @@ def check_rootfs(paths: Paths) -> None:
             f"The rootfs is missing: '{paths.rootfs}'",
             hint="build it with 'make' or use a complete runimage",
         )
-    if not (os.path.isdir(os.path.join(paths.rootfs, "usr")) and os.path.isdir(
-        os.path.join(paths.rootfs, "etc")
-    )):
+    if not (
+        os.path.isdir(os.path.join(paths.rootfs, "usr"))
+        and os.path.isdir(os.path.join(paths.rootfs, "etc"))
+    ):
         raise Die(
             f"The rootfs is broken: '{paths.rootfs}' has no /usr or /etc",
             hint="rebuild it with 'make' or use a complete runimage",

@@ -37,7 +37,10 @@ ALIASES = {
 # Package listing commands by package manager, found by the file that marks each in the rootfs.
 PACKAGE_LISTERS = (
     ("usr/bin/pacman", ["/usr/bin/pacman", "-Q"]),
-    ("usr/bin/dpkg-query", ["/usr/bin/dpkg-query", "--show", "--showformat=${Package} ${Version}\\n"]),
+    (
+        "usr/bin/dpkg-query",
+        ["/usr/bin/dpkg-query", "--show", "--showformat=${Package} ${Version}\\n"],
+    ),
     ("sbin/apk", ["/sbin/apk", "info", "-v"]),
 )
 
@@ -182,9 +185,7 @@ for _flag in (
 def run(launch: Launch, args: list[str]) -> int:
     """Runs the mode args[0] with the rest of args; returns the exit status."""
     try:
-        result = modes.main(
-            args=args, prog_name="runimage", obj=launch, standalone_mode=False
-        )
+        result = modes.main(args=args, prog_name="runimage", obj=launch, standalone_mode=False)
     except click.ClickException as failure:
         raise Die(failure.format_message(), hint="see 'runimage --run-help'", status=2) from None
     except click.exceptions.Exit as done:
