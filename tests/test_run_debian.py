@@ -39,7 +39,7 @@ def test_sigint_to_launcher_reaches_program(run_entry: Path) -> None:
 
 
 def test_arguments_arrive_unchanged(run_entry: Path) -> None:
-    args = ["two words", "it's \"quoted\"", "*", "$HOME", "line\nbreak", "", "-c", "--bind"]
+    args = ["two words", 'it\'s "quoted"', "*", "$HOME", "line\nbreak", "", "-c", "--bind"]
     result = run(run_entry, "printf", "%s\\0", *args)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\0")[:-1] == args
@@ -48,7 +48,7 @@ def test_arguments_arrive_unchanged(run_entry: Path) -> None:
 def test_os_release_is_debian(run_entry: Path) -> None:
     result = run(run_entry, "cat", "/etc/os-release")
     assert "ID=debian" in result.stdout.splitlines()
-    assert 'VERSION_CODENAME=bookworm' in result.stdout.splitlines()
+    assert "VERSION_CODENAME=bookworm" in result.stdout.splitlines()
 
 
 def test_python_is_debians(run_entry: Path) -> None:
@@ -142,7 +142,9 @@ def test_inside_variables(run_entry: Path) -> None:
 
 def test_no_rundir_bind_keeps_host_paths(run_entry: Path, rundir: Path) -> None:
     env = clean_env(NO_RUNDIR_BIND="1")
-    result = run(run_entry, "sh", "-c", "echo $RUNDIR; test -e /var/RunDir/Run || echo none", env=env)
+    result = run(
+        run_entry, "sh", "-c", "echo $RUNDIR; test -e /var/RunDir/Run || echo none", env=env
+    )
     assert result.stdout.split() == [str(rundir.resolve()), "none"]
 
 
