@@ -65,6 +65,7 @@ tmp="$out.tmp.$$"
 trap 'rm -rf "$tmp"' EXIT INT TERM
 rm -rf "$tmp"
 
+# shellcheck disable=SC2086 # one package per word
 include=$(echo $packages | tr ' ' ',')
 echo "tools-chroot: building $out"
 # shellcheck disable=SC2086
