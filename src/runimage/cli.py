@@ -14,6 +14,9 @@ from runimage import log, processes, sandbox, settings, tools, userns
 from runimage.log import Die
 from runimage.settings import Identity, Paths, flag
 
+# The packages whose versions stand for the portable tools as a whole.
+STATIC_MAIN_PACKAGES = ("bubblewrap", "squashfuse", "squashfs-tools", "python3.11-minimal")
+
 
 def refuse_root() -> None:
     if os.geteuid() == 0 and not flag("ALLOW_ROOT"):
@@ -68,8 +71,12 @@ def export_environment(paths: Paths, who: Identity) -> None:
 
 
 def static_version(paths: Paths) -> str:
-    """The portable tools' version: the first line of static/.version."""
-    return settings.read_text(os.path.join(paths.static, ".version")).partition("\n")[0]
+    """The portable tools' version: the Debian versions of the main ones, from static/.version
+    ("package version" lines)."""
+    text = settings.read_text(os.path.join(paths.static, ".version"))
+    versions = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    main = [f"{name} {versions[name]}" for name in STATIC_MAIN_PACKAGES if name in versions]
+    return ", ".join(main) or text.partition("\n")[0]
 
 
 def check_rootfs(paths: Paths) -> None:

@@ -165,11 +165,19 @@ def _later(flag: str) -> None:
     raise Die(f"{flag} is not available in this build of runimage", status=1)
 
 
+@modes.command("--run-build", context_settings=PASSTHROUGH)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run_build(ctx: click.Context, args: tuple[str, ...]) -> int:
+    from runimage import build
+
+    return build.build(_launch(ctx).paths, list(args))
+
+
 for _flag in (
     "--run-desktop",
     "--overfs-list",
     "--overfs-rm",
-    "--run-build",
     "--run-update",
     "--run-kill",
     "--run-procmon",

@@ -1,0 +1,224 @@
+"""Packing a RunDir into one runimage file: mksquashfs of the RunDir (or of the overlay's merged
+view in OverlayFS mode) behind the runtime.
+
+The new file is written beside the old one under a temporary name and renamed over it only when
+complete, so a failed or interrupted build (a full disk, Ctrl-C) leaves the old file as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+from runimage import log, tools
+from runimage.log import Die
+from runimage.settings import OWN_NAMES, Paths, flag
+
+COMPRESSIONS = ("lz4", "zstd", "xz")
+DEFAULT_ZSTD_LEVEL = 19
+# Names of the launcher's own helpers: a build started under one of them is named runimage.
+HELPER_NAMES = ("Run", "runbuild", "rundesktop", "runupdate", "rpidsmon")
+# What a build leaves out of a writable rootfs: caches that a package manager fills again.
+ROOTFS_CACHES = (
+    "var/cache/apt/archives",
+    "var/cache/pacman/pkg",
+    "var/lib/pacman/sync",
+    "var/tmp",
+)
+
+
+class BuildRequest:
+    """What `--run-build {/path/new_name} {-zstd|-xz|-lz4} {level}` asks for."""
+
+    def __init__(self, target: str, compression: str, level: int) -> None:
+        self.target = target
+        self.compression = compression
+        self.level = level
+
+
+def _zstd_level(text: str) -> int | None:
+    if text.isdigit() and 1 <= int(text) <= 19:
+        return int(text)
+    return None
+
+
+def parse_arguments(args: list[str], srcname: str, rootfs_type: str) -> BuildRequest:
+    """Reads the build arguments and CMPRS_ALGO, ZSDT_CMPRS_LVL (or ZSTD_CMPRS_LVL),
+    BUILD_WITH_EXTENSION."""
+    words = list(args)
+    target = "" if not words or words[0].startswith("-") else words.pop(0)
+    compression = (os.environ.get("CMPRS_ALGO") or "lz4").lower()
+    level_text = os.environ.get("ZSDT_CMPRS_LVL") or os.environ.get("ZSTD_CMPRS_LVL") or ""
+
+    for word in words:
+        if word in ("-lz4", "-zstd", "-xz"):
+            compression = word[1:]
+        elif _zstd_level(word) is not None:
+            level_text = word
+        else:
+            raise Die(
+                f"Unknown build argument: '{word}'", hint="use {/path/name} {-zstd|-xz|-lz4} {1-19}"
+            )
+    if compression not in COMPRESSIONS:
+        raise Die(f"Unknown compression '{compression}'", hint="CMPRS_ALGO is one of zstd, xz, lz4")
+    if level_text and _zstd_level(level_text) is None:
+        raise Die(f"Invalid zstd level '{level_text}'", hint="the level is a number from 1 to 19")
+    if level_text and compression == "lz4" and not os.environ.get("CMPRS_ALGO"):
+        compression = "zstd"
+
+    return BuildRequest(
+        _target_path(target, srcname, compression, rootfs_type),
+        compression,
+        _zstd_level(level_text) or DEFAULT_ZSTD_LEVEL,
+    )
+
+
+def _target_path(target: str, srcname: str, compression: str, rootfs_type: str) -> str:
+    own = srcname.startswith(OWN_NAMES) or srcname in HELPER_NAMES or not srcname
+    name = "runimage" if own else srcname
+    if not target:
+        path = os.path.abspath(name)
+    elif os.path.isdir(target):
+        path = os.path.join(os.path.abspath(target), name)
+    elif os.path.isdir(os.path.dirname(os.path.abspath(target))):
+        path = os.path.abspath(target)
+    else:
+        raise Die(
+            f"The build directory does not exist: '{os.path.dirname(os.path.abspath(target))}'",
+            hint="create it first or name another path",
+        )
+    if flag("BUILD_WITH_EXTENSION"):
+        extension = {"zstd": ".zst", "xz": ".xz", "lz4": ".lz4"}[compression]
+        path += extension + (f".{rootfs_type}" if rootfs_type else "")
+    return path
+
+
+def compression_options(request: BuildRequest) -> list[str]:
+    if request.compression == "zstd":
+        return ["-b", "1M", "-comp", "zstd", "-Xcompression-level", str(request.level)]
+    if request.compression == "xz":
+        return ["-b", "1M", "-comp", "xz", "-Xdict-size", "100%"]
+    return ["-b", "256K", "-comp", "lz4", "-Xhc"]
+
+
+def elf_end(data: bytes) -> int:
+    """Where an ELF file's data ends: after its section header table (the squashfs of a
+    runimage starts there)."""
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        raise Die("The runtime is not a 64-bit ELF file", hint="rebuild it with 'make'")
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    return int(shoff + shentsize * shnum)
+
+
+def read_runtime(paths: Paths) -> bytes:
+    """The runtime to put in front: static/runtime, or the running image's own."""
+    sources = [paths.runtime]
+    if paths.image:
+        sources.append(paths.image)
+    for source in sources:
+        try:
+            with open(source, "rb") as file:
+                head = file.read(4 * 1024 * 1024)
+        except OSError:
+            continue
+        return head[: elf_end(head)]
+    raise Die(f"The runimage runtime was not found: '{paths.runtime}'", hint="rebuild with 'make'")
+
+
+def source_dir(paths: Paths) -> str:
+    """The tree to pack: the overlay's merged view in OverlayFS mode, else the RunDir."""
+    merged = os.environ.get("OVERFS_MNT", "")
+    if merged and os.path.isdir(os.path.join(merged, "rootfs")):
+        return merged
+    return paths.rundir
+
+
+def tidy_rootfs(rootfs: str) -> None:
+    """Stamps the build time and empties package caches, where the rootfs is writable."""
+    if not os.access(rootfs, os.W_OK):
+        log.warning("The rootfs is read-only: build timestamp and cleanup skipped")
+        return
+    with open(os.path.join(rootfs, ".build"), "w", encoding="utf-8") as file:
+        file.write(time.strftime("%y.%m.%d.%H%M%S") + "\n")
+    for cache in ROOTFS_CACHES:
+        directory = os.path.join(rootfs, cache)
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            continue
+        for entry in entries:
+            path = os.path.join(directory, entry)
+            if os.path.isfile(path) or os.path.islink(path):
+                os.unlink(path)
+            elif cache == "var/tmp":
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _mksquashfs(
+    mksquashfs: str, source: str, output: str, offset: int, request: BuildRequest
+) -> None:
+    command = [
+        mksquashfs, source, output,
+        "-offset", str(offset),
+        "-root-owned", "-no-xattrs", "-noappend", "-mkfs-time", "0",
+        *compression_options(request),
+    ]  # fmt: skip
+    # A progress bar on a terminal, else only errors.
+    command += ["-quiet", "-progress"] if os.isatty(sys.stderr.fileno()) else ["-quiet"]
+    log.debug("running: " + " ".join(command))
+    result = subprocess.run(command, stdout=sys.stderr, check=False)
+    if result.returncode != 0:
+        raise Die(f"mksquashfs failed with status {result.returncode}", hint="see its output above")
+
+
+def _write_runtime(output: str, runtime: bytes) -> None:
+    descriptor = os.open(output, os.O_WRONLY)
+    try:
+        os.pwrite(descriptor, runtime, 0)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    os.chmod(output, 0o755)
+
+
+def _replace(new: str, target: str) -> None:
+    if os.path.exists(target) and flag("KEEP_OLD_BUILD"):
+        log.info(f"Saving old RunImage: '{target}.old'")
+        os.replace(target, target + ".old")
+    os.replace(new, target)
+
+
+def build(paths: Paths, args: list[str]) -> int:
+    """Packs a new runimage file; returns 0 or raises Die."""
+    log.info("RunImage build")
+    request = parse_arguments(args, paths.srcname, os.environ.get("RUNROOTFSTYPE", ""))
+    mksquashfs = tools.locate(paths, "SYS_MKSQFS", "mksquashfs")
+    if not mksquashfs:
+        raise Die("mksquashfs was not found", hint="install squashfs-tools or use a full RunDir")
+    runtime = read_runtime(paths)
+    source = source_dir(paths)
+
+    log.info(
+        f"Compression: {request.compression}"
+        + (f", level {request.level}" if request.compression == "zstd" else "")
+    )
+    tidy_rootfs(os.path.join(source, "rootfs"))
+    log.info(f"Creating new RunImage: '{request.target}'")
+    new = f"{request.target}.new{os.getpid()}"
+    try:
+        _mksquashfs(mksquashfs, source, new, len(runtime), request)
+        _write_runtime(new, runtime)
+        _replace(new, request.target)
+    except BaseException:
+        if os.path.lexists(new):
+            os.unlink(new)
+        raise
+
+    size_mb = os.path.getsize(request.target) / (1024 * 1024)
+    log.info(f"The build is complete! Final size: {size_mb:.1f} MB")
+    return 0
