@@ -27,7 +27,7 @@ RUNTIME_SOURCES := $(wildcard runtime/*.c runtime/*.h) runtime/Makefile
 
 .PHONY: all rundir busybox deps test-deps run test lint clean
 
-all: rundir
+all: $(IMAGE)
 
 deps:
 	@missing=$$(for p in $(DEB_BUILD_DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -53,7 +53,8 @@ test-deps: deps
 rundir: deps
 	rootfs-build/build.sh $(RUNDIR)/rootfs
 	static-bins/build.sh $(RUNDIR)/static
-	$(MAKE) -C runtime OUT=$(abspath $(RUNDIR)/static)
+	$(MAKE) -C runtime OUT=$(abspath $(BUILD)/runtime)
+	install -m 0755 $(BUILD)/runtime/runtime $(RUNDIR)/static/runtime
 	rm -rf $(RUNDIR)/static/launcher/runimage
 	mkdir -p $(RUNDIR)/static/launcher $(RUNDIR)/config
 	cp -r src/runimage $(RUNDIR)/static/launcher/runimage
@@ -63,8 +64,9 @@ rundir: deps
 	install -m 0755 src/runimage/Run $(RUNDIR)/Run
 	cp config/*.rcfg $(RUNDIR)/config/ 2>/dev/null || true
 
+# Packing needs no container, so root may do it.
 $(IMAGE): rundir
-	$(RUNDIR)/static/python3 -E -S $(RUNDIR)/static/launcher/run.py --run-build $(abspath $(IMAGE))
+	ALLOW_ROOT=1 $(RUNDIR)/Run --run-build $(abspath $(IMAGE))
 
 run: all
 	@if [ "$$(id -u)" = 0 ]; then \
