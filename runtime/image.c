@@ -114,9 +114,13 @@ struct sqfs_ll *image_open_ll(const struct image *img)
 	switch (err) {
 	case SQFS_OK:
 		break;
-	case SQFS_BADCOMP:
-		die("%s: the image's compression (%s) is not built into this runtime", img->path,
-		    sqfs_compression_name(sqfs_compression(&ll->fs)));
+	case SQFS_BADCOMP: {
+		const char *name = sqfs_compression_name(sqfs_compression(&ll->fs));
+
+		die("%s: the image's compression (%s, id %d) is not supported; the file may be "
+		    "corrupt",
+		    img->path, name ? name : "unknown", sqfs_compression(&ll->fs));
+	}
 	case SQFS_BADVERSION:
 	case SQFS_BADFORMAT:
 		die("%s: not a squashfs 4.0 image at offset %llu", img->path,
