@@ -225,12 +225,16 @@ def test_autorun_variable(run_entry: Path) -> None:
     assert result.stdout.strip() == "from-autorun x y"
 
 
-def test_autorun_of_missing_program_is_clear(run_entry: Path, tmp_path: Path) -> None:
-    link = tmp_path / "no-such-program"
-    link.symlink_to(run_entry)
-    result = run(link)
+def test_autorun_of_missing_program_is_clear(run_entry: Path) -> None:
+    result = run(run_entry, env=clean_env(AUTORUN="no-such-program --flag"))
     assert result.returncode == 127
     assert "no-such-program not found in /usr/bin" in result.stderr
+
+
+def test_renamed_copy_behaves_as_itself(run_entry: Path, tmp_path: Path) -> None:
+    link = tmp_path / "my container"
+    link.symlink_to(run_entry)
+    assert run(link, "echo", "as-itself").stdout.strip() == "as-itself"
 
 
 def test_version_mode(run_entry: Path) -> None:

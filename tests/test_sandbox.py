@@ -208,8 +208,12 @@ def test_run_shell_variable_is_split(paths: Paths, monkeypatch: pytest.MonkeyPat
 
 
 def test_autorun_from_link_name(tmp_path: Path) -> None:
+    (tmp_path / "rootfs" / "usr" / "bin").mkdir(parents=True)
+    (tmp_path / "rootfs" / "usr" / "bin" / "htop").touch()
     link = Paths({"RUNSRC": str(tmp_path / "htop"), "RUNDIR": str(tmp_path)})
     assert cli.autorun_command(link) == ["htop"]
+    renamed = Paths({"RUNSRC": str(tmp_path / "mycontainer"), "RUNDIR": str(tmp_path)})
+    assert cli.autorun_command(renamed) == []
     own = Paths({"RUNSRC": str(tmp_path / "runimage-x"), "RUNDIR": str(tmp_path)})
     assert cli.autorun_command(own) == []
 

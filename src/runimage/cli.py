@@ -111,17 +111,20 @@ def default_shell(rootfs: str) -> list[str]:
 
 
 def autorun_command(paths: Paths) -> list[str]:
-    """The command of autorun mode: AUTORUN, or the name the image was started under when it is
-    not its own (a link called htop runs /usr/bin/htop)."""
+    """The command of autorun mode: AUTORUN, or the name the image was started under when that
+    names a program of the rootfs's /usr/bin (a link called htop runs /usr/bin/htop). Under any
+    other name (a renamed copy) the image behaves as itself."""
     rootfs_type = os.environ.get("RUNROOTFSTYPE", "")
-    if settings.own_name(paths.srcname, rootfs_type):
-        autorun = os.environ.get("AUTORUN", "").strip()
-        if not autorun:
-            return []
-        import shlex
+    name = paths.srcname
+    program = os.path.join(paths.rootfs, "usr/bin", name)
+    if not settings.own_name(name, rootfs_type) and "/" not in name and os.path.lexists(program):
+        return [name]
+    autorun = os.environ.get("AUTORUN", "").strip()
+    if not autorun:
+        return []
+    import shlex
 
-        return shlex.split(autorun)
-    return [paths.srcname]
+    return shlex.split(autorun)
 
 
 class Launch:

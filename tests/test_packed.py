@@ -1,0 +1,242 @@
+"""The single file: the runtime, its options, building and robustness, as an ordinary user."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BUSYBOX_ROOTFS, IMAGE, clean_env, require_unprivileged, run
+
+from runimage.build import elf_end
+
+pytestmark = pytest.mark.packed
+
+
+@pytest.fixture(scope="session")
+def image() -> Path:
+    require_unprivileged()
+    if not IMAGE.is_file():
+        pytest.skip(f"no packed image at {IMAGE} (run make)")
+    return IMAGE
+
+
+def our_mounts() -> list[str]:
+    """FUSE mounts of this user that the runtime made."""
+    with open("/proc/self/mounts") as file:
+        return [line for line in file if ".mount_" in line or "runimage" in line]
+
+
+def mount_dirs() -> list[str]:
+    return [name for name in os.listdir("/tmp") if name.startswith((".mount_", ".runimage"))]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_runs_a_command(image: Path) -> None:
+    result = run(image, "sh", "-c", "grep ^ID= /etc/os-release; echo $RUNOFFSET; exit 5")
+    assert result.returncode == 5, result.stderr
+    release, offset = result.stdout.split()
+    assert release == "ID=debian"
+    assert int(offset) > 0
+
+
+def test_run_shell_cat_os_release(image: Path) -> None:
+    result = run(image, "--run-shell", "-c", "cat /etc/os-release")
+    assert 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"' in result.stdout, result.stderr
+
+
+def test_runtime_offset_agrees_with_unsquashfs(image: Path) -> None:
+    offset = run(image, "--runtime-offset").stdout.strip()
+    with open(image, "rb") as file:
+        assert int(offset) == elf_end(file.read(4 * 1024 * 1024))
+    listing = subprocess.run(
+        ["unsquashfs", "-o", offset, "-l", "-d", "", str(image), "Run"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert "/Run" in listing.stdout
+
+
+def test_runtime_version_and_help(image: Path) -> None:
+    assert run(image, "--runtime-version").stdout.startswith("runimage-runtime ")
+    assert (
+        "--runtime-extract"
+        in run(image, "--runtime-help").stdout + run(image, "--runtime-help").stderr
+    )
+
+
+def test_extract_then_run(image: Path, tmp_path: Path) -> None:
+    result = run(image, "--runtime-extract", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    entry = tmp_path / "RunDir" / "Run"
+    assert entry.is_file()
+    assert run(entry, "cat", "/etc/debian_version").stdout.startswith("12.")
+
+
+def test_extract_and_run(image: Path, tmp_path: Path) -> None:
+    env = clean_env(TMPDIR=str(tmp_path))
+    result = run(image, "--runtime-extract-and-run", "sh", "-c", "echo ok", env=env)
+    assert result.stdout.strip() == "ok", result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_extract_and_run_variable(image: Path, tmp_path: Path) -> None:
+    env = clean_env(TMPDIR=str(tmp_path), RUNTIME_EXTRACT_AND_RUN="1")
+    assert run(image, "echo", "ok", env=env).stdout.strip() == "ok"
+    assert os.listdir(tmp_path) == []
+
+
+def test_path_with_spaces_and_non_ascii(image: Path, tmp_path: Path) -> None:
+    directory = tmp_path / "dir with spaces ünïcödé"
+    directory.mkdir()
+    copy = directory / "runimage copy é"
+    shutil.copy2(image, copy)
+    result = run(copy, "sh", "-c", 'printf "%s\\n" "$RUNIMAGE"')
+    assert result.stdout.strip() == str(copy), result.stderr
+
+
+def test_two_instances_at_once(image: Path) -> None:
+    first = subprocess.Popen([str(image), "sleep", "3"], env=clean_env())
+    second = run(image, "echo", "second")
+    assert second.stdout.strip() == "second"
+    assert first.wait(timeout=60) == 0
+
+
+def test_kill_9_leaves_no_mount(image: Path) -> None:
+    before = set(mount_dirs())
+    launcher = subprocess.Popen([str(image), "sleep", "300"], env=clean_env())
+    time.sleep(2)
+    assert our_mounts(), "the image should be mounted while it runs"
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    while (our_mounts() or set(mount_dirs()) - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert our_mounts() == []
+    assert set(mount_dirs()) - before == set()
+
+
+def test_truncated_file_fails_cleanly(image: Path, tmp_path: Path) -> None:
+    size = image.stat().st_size
+    offset = int(run(image, "--runtime-offset").stdout)
+    for length in (size // 2, offset, offset + 100):
+        broken = tmp_path / f"runimage-cut-{length}"
+        with open(image, "rb") as source, open(broken, "wb") as target:
+            target.write(source.read(length))
+        broken.chmod(0o755)
+        result = run(broken, "true", timeout=60)
+        assert result.returncode == 127, (length, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert our_mounts() == []
+
+
+def test_build_from_unpacked_rundir(rundir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "new"
+    result = run(rundir / "Run", "--run-build", str(target), timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "Final size" in result.stderr
+    assert run(target, "cat", "/etc/debian_version").stdout.startswith("12.")
+    assert [p.name for p in tmp_path.iterdir()] == ["new"]
+
+
+def test_build_from_packed_with_zstd(image: Path, tmp_path: Path) -> None:
+    target = tmp_path / "rebuilt"
+    result = run(image, "--rB", str(target), "-zstd", "3", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "zstd" in result.stderr
+    assert run(target, "echo", "rebuilt").stdout.strip() == "rebuilt"
+
+
+def test_build_keep_old_and_extension(rundir: Path, tmp_path: Path) -> None:
+    env = clean_env(KEEP_OLD_BUILD="1", BUILD_WITH_EXTENSION="1")
+    target = tmp_path / "img"
+    for _ in range(2):
+        assert run(rundir / "Run", "--run-build", str(target), env=env, timeout=600).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.lz4.debian", "img.lz4.debian.old"]
+
+
+def test_bad_build_arguments_are_refused(rundir: Path, tmp_path: Path) -> None:
+    result = run(rundir / "Run", "--run-build", str(tmp_path / "no" / "dir" / "x"))
+    assert result.returncode == 127
+    assert "build directory does not exist" in result.stderr
+    result = run(rundir / "Run", "--run-build", str(tmp_path / "x"), "-zstd", "42")
+    assert result.returncode == 127
+    assert "Unknown build argument" in result.stderr or "level" in result.stderr
+
+
+def test_interrupted_build_keeps_old_image(rundir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "runimage-old"
+    assert run(rundir / "Run", "--run-build", str(target), timeout=600).returncode == 0
+    before = digest(target)
+    build = subprocess.Popen(
+        [str(rundir / "Run"), "--run-build", str(target), "-xz"],
+        env=clean_env(),
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("runimage-old.new*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)
+    build.send_signal(signal.SIGINT)
+    assert build.wait(timeout=60) != 0
+    assert digest(target) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["runimage-old"]
+
+
+def test_runs_on_host_without_glibc_python_or_bash(image: Path, tmp_path: Path) -> None:
+    """A stand-in host: a busybox-only root, with /dev/fuse and no fusermount."""
+    if not (BUSYBOX_ROOTFS / "bin" / "busybox").exists():
+        pytest.skip("no busybox rootfs")
+    host = [
+        "bwrap", "--bind", str(BUSYBOX_ROOTFS), "/",
+        "--dev", "/dev", "--dev-bind", "/dev/fuse", "/dev/fuse",
+        "--proc", "/proc", "--tmpfs", "/tmp",
+        "--ro-bind", str(image), "/tmp/img/runimage",
+        "--setenv", "PATH", "/bin:/usr/bin", "--setenv", "HOME", "/tmp",
+    ]  # fmt: skip
+    probe = subprocess.run(
+        [*host, "sh", "-c", "ls /lib*/libc.so* /usr/lib*/libc.so* python3 bash 2>&1; true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "No such file" in probe.stdout and "libc.so.6" not in probe.stdout.replace(
+        "No such file", ""
+    )
+    result = subprocess.run(
+        [*host, "/tmp/img/runimage", "--run-shell", "-c", "cat /etc/os-release"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=clean_env(),
+    )
+    assert "ID=debian" in result.stdout.splitlines(), result.stderr
+
+
+def test_runs_without_fusermount(image: Path, tmp_path: Path) -> None:
+    hide = []
+    for directory in ("/usr/bin", "/bin", "/usr/local/bin", "/sbin", "/usr/sbin"):
+        for name in ("fusermount", "fusermount3"):
+            if os.path.exists(f"{directory}/{name}") and not os.path.islink(directory):
+                hide += ["--ro-bind", "/dev/null", f"{directory}/{name}"]
+    result = subprocess.run(
+        ["bwrap", "--dev-bind", "/", "/", "--tmpfs", "/tmp", *hide,
+         str(image), "sh", "-c", "grep ^ID= /etc/os-release"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=clean_env(),
+    )  # fmt: skip
+    assert result.stdout.strip() == "ID=debian", result.stderr
