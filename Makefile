@@ -54,19 +54,31 @@ rundir: deps
 	rootfs-build/build.sh $(RUNDIR)/rootfs
 	static-bins/build.sh $(RUNDIR)/static
 	$(MAKE) -C runtime OUT=$(abspath $(BUILD)/runtime)
-	install -m 0755 $(BUILD)/runtime/runtime $(RUNDIR)/static/runtime
+	cp --preserve=timestamps $(BUILD)/runtime/runtime $(RUNDIR)/static/runtime
 	rm -rf $(RUNDIR)/static/launcher/runimage
 	mkdir -p $(RUNDIR)/static/launcher $(RUNDIR)/config
-	cp -r src/runimage $(RUNDIR)/static/launcher/runimage
+	cp -r --preserve=timestamps src/runimage $(RUNDIR)/static/launcher/runimage
 	rm -rf $(RUNDIR)/static/launcher/runimage/__pycache__
-	cp src/runimage/entry.py $(RUNDIR)/static/launcher/run.py
+	cp --preserve=timestamps src/runimage/entry.py $(RUNDIR)/static/launcher/run.py
 	$(PYTHON_HOST) -m compileall -q $(RUNDIR)/static/launcher/runimage
-	install -m 0755 src/runimage/Run $(RUNDIR)/Run
-	cp config/*.rcfg $(RUNDIR)/config/ 2>/dev/null || true
+	cp --preserve=timestamps src/runimage/Run $(RUNDIR)/Run
+	cp --preserve=timestamps config/*.rcfg $(RUNDIR)/config/ 2>/dev/null || true
 
-# Packing needs no container, so root may do it.
+# Packing needs no container, so root may do it. The image is packed again only when the
+# RunDir's content changed (rootfs/.build, which each build stamps, left out).
+RUNDIR_HASH = cd $(RUNDIR) && { \
+	find . -path ./rootfs/.build -prune -o -printf '%p %y %m %l\n' | LC_ALL=C sort; \
+	find . -path ./rootfs/.build -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 cat; \
+	} | sha256sum | cut -d' ' -f1
+
 $(IMAGE): rundir
-	ALLOW_ROOT=1 $(RUNDIR)/Run --run-build $(abspath $(IMAGE))
+	@hash=$$($(RUNDIR_HASH)); \
+	if [ -f $(IMAGE) ] && [ "$$(cat $(BUILD)/image.inputs-hash 2>/dev/null)" = "$$hash" ]; then \
+		echo "$(IMAGE) up to date"; \
+	else \
+		ALLOW_ROOT=1 $(RUNDIR)/Run --run-build $(abspath $(IMAGE)) && \
+		echo "$$hash" > $(BUILD)/image.inputs-hash; \
+	fi
 
 run: all
 	@if [ "$$(id -u)" = 0 ]; then \
