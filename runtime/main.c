@@ -39,6 +39,15 @@ static void print_usage(void)
 	       "  --runtime-help                print this text\n"
 	       "\n"
 	       "Run sees RUNIMAGE (this file), RUNOFFSET, ARGV0 and RUNDIR in its environment.\n"
+	       "\n"
+	       "Environment read by the runtime:\n"
+	       "  TMPDIR                        where mount points and copies go (/tmp)\n"
+	       "  RUNTIME_EXTRACT_AND_RUN=1     never mount: extract, run, remove\n"
+	       "  RUNTIME_FUSERMOUNT=PATH       the fusermount to use; empty: none\n"
+	       "  RUNTIME_FUSE_THREADS=N        FUSE server threads (1)\n"
+	       "  RUNTIME_CACHE_BLOCKS=N        decompressed blocks kept (32)\n"
+	       "  RUNTIME_NO_READDIRPLUS=1      plain readdir (for measurements)\n"
+	       "  RUNTIME_DEBUG=1               say how the image was mounted\n"
 	       "Exit status: Run's own, 128+N if it was killed by signal N, 127 when the\n"
 	       "runtime itself fails.\n",
 	       RUNTIME_NAME, RUNTIME_VERSION);
@@ -135,11 +144,10 @@ static bool mount_any(const struct image *img, struct mount *m)
 	m->method = mount_choose(&m->helper);
 	if (m->method == MOUNT_NONE)
 		return false;
-	if (mount_image(img, m))
-		return true;
-	if (m->method == MOUNT_HELPER && geteuid() != 0) {
-		m->method = MOUNT_USERNS;
-		return mount_image(img, m);
+	while (m->method != MOUNT_NONE) {
+		if (mount_image(img, m))
+			return true;
+		m->method = mount_fallback(m->method);
 	}
 	return false;
 }

@@ -61,17 +61,30 @@ static bool fuse_device_usable(void)
 	return true;
 }
 
+/* The method to try when `failed` did not work. */
+enum mount_method mount_fallback(enum mount_method failed)
+{
+	if (failed == MOUNT_HELPER)
+		return geteuid() == 0 ? MOUNT_DIRECT : MOUNT_USERNS;
+	return MOUNT_NONE;
+}
+
 enum mount_method mount_choose(char **helper)
 {
+	const char *chosen = getenv("RUNTIME_FUSERMOUNT");
+
 	*helper = NULL;
 	if (!fuse_device_usable())
 		return MOUNT_NONE;
-	if (geteuid() == 0)
-		return MOUNT_DIRECT;
+	/* A given helper (tests, odd hosts); an empty value means none. */
+	if (chosen) {
+		*helper = chosen[0] == '/' ? xstrdup(chosen) : NULL;
+		return *helper ? MOUNT_HELPER : mount_fallback(MOUNT_HELPER);
+	}
 	*helper = find_in_path("fusermount3");
 	if (!*helper)
 		*helper = find_in_path("fusermount");
-	return *helper ? MOUNT_HELPER : MOUNT_USERNS;
+	return *helper ? MOUNT_HELPER : mount_fallback(MOUNT_HELPER);
 }
 
 /* A private user namespace mapping us to ourselves, and a private mount namespace. */

@@ -68,6 +68,7 @@ struct mount {
 	int done_fd;      /* read end: EOF once unmounted and removed */
 };
 enum mount_method mount_choose(char **helper);
+enum mount_method mount_fallback(enum mount_method failed);
 bool mount_image(const struct image *img, struct mount *m);
 void mount_release(struct mount *m);
 

@@ -39,6 +39,10 @@ static void server_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	/* The image never changes: never drop cached pages on attribute checks. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	if (getenv("RUNTIME_NO_READDIRPLUS"))
+		conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+	else if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
 	/*
 	 * Without open and opendir round trips the kernel keeps page and
 	 * directory caches across opens (FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR).
@@ -147,8 +151,41 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
+/* squashfuse's stat.h is not installed; the function is exported. */
+sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
+
+/* One directory entry for readdir, or with its attributes for readdirplus. */
+static size_t add_entry(fuse_req_t req, sqfs_ll *ll, sqfs_dir_entry *entry, char *pos,
+			size_t size, bool plus, int *rc)
+{
+	const char *name = sqfs_dentry_name(entry);
+	off_t next = sqfs_dentry_next_offset(entry);
+	struct fuse_entry_param e;
+	sqfs_inode inode;
+
+	memset(&e, 0, sizeof(e));
+	if (!plus) {
+		e.attr.st_ino = ll->ino_fuse_num(ll, entry);
+		e.attr.st_mode = sqfs_dentry_mode(entry);
+		return fuse_add_direntry(req, pos, size, name, &e.attr, next);
+	}
+	if (sqfs_inode_get(&ll->fs, &inode, sqfs_dentry_inode(entry)) != SQFS_OK ||
+	    sqfs_stat(&ll->fs, &inode, &e.attr) != SQFS_OK) {
+		*rc = EIO;
+		return 0;
+	}
+	e.attr_timeout = e.entry_timeout = ENTRY_TIMEOUT;
+	e.ino = ll->ino_fuse_num(ll, entry);
+	e.attr.st_ino = e.ino;
+	/* Entry size first: the kernel counts a lookup only for entries sent. */
+	if (fuse_add_direntry_plus(req, NULL, 0, name, &e, next) > size)
+		return size + 1;
+	e.ino = ll->ino_register(ll, entry);
+	return fuse_add_direntry_plus(req, pos, size, name, &e, next);
+}
+
+static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi, bool plus)
 {
 	sqfs_ll *ll = server_ll(req);
 	sqfs_ll_i *open_dir = (sqfs_ll_i *)(uintptr_t)fi->fh;
@@ -157,7 +194,6 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	sqfs_name name;
 	sqfs_dir_entry entry;
 	sqfs_err err = SQFS_OK;
-	struct stat st;
 	char *buf = malloc(size), *pos = buf;
 	int rc = 0;
 
@@ -175,16 +211,11 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (!rc && sqfs_dir_open(&ll->fs, &inode, &dir, off) != SQFS_OK)
 		rc = EINVAL;
 	if (!rc) {
-		memset(&st, 0, sizeof(st));
 		sqfs_dentry_init(&entry, name);
-		while (sqfs_dir_next(&ll->fs, &dir, &entry, &err)) {
-			size_t len;
+		while (!rc && sqfs_dir_next(&ll->fs, &dir, &entry, &err)) {
+			size_t len = add_entry(req, ll, &entry, pos, size, plus, &rc);
 
-			st.st_ino = ll->ino_fuse_num(ll, &entry);
-			st.st_mode = sqfs_dentry_mode(&entry);
-			len = fuse_add_direntry(req, pos, size, sqfs_dentry_name(&entry), &st,
-						sqfs_dentry_next_offset(&entry));
-			if (len > size)
+			if (rc || len > size)
 				break;
 			pos += len;
 			size -= len;
@@ -193,11 +224,24 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			rc = EIO;
 	}
 	pthread_mutex_unlock(&fs_lock);
-	if (rc)
+	if (rc && pos == buf)
 		fuse_reply_err(req, rc);
 	else
 		fuse_reply_buf(req, buf, pos - buf);
 	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	read_dir(req, ino, size, off, fi, false);
+}
+
+/* Attributes with the names: no lookup per entry after a listing. */
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	read_dir(req, ino, size, off, fi, true);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -232,6 +276,7 @@ static const struct fuse_lowlevel_ops server_ops = {
 	.release = op_release,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.statfs = op_statfs,
 	.listxattr = op_listxattr,
@@ -243,10 +288,10 @@ void server_config_from_env(struct server_config *cfg)
 	const char *threads = getenv("RUNTIME_FUSE_THREADS");
 	const char *blocks = getenv("RUNTIME_CACHE_BLOCKS");
 
-	cfg->threads = threads ? atoi(threads) : 4;
+	cfg->threads = threads ? atoi(threads) : 1;
 	if (cfg->threads < 1)
 		cfg->threads = 1;
-	cfg->cache_blocks = blocks ? (unsigned)atoi(blocks) : 16;
+	cfg->cache_blocks = blocks ? (unsigned)atoi(blocks) : 32;
 	if (cfg->cache_blocks < 1)
 		cfg->cache_blocks = 1;
 }

@@ -181,6 +181,14 @@ if [ $has_fuse = yes ]; then
 		'echo "$1" | grep -qx "RUNIMAGE=$2" && echo "$1" | grep -qx "arg=\[x\]"' _ "$out" "$odd/my image"
 	check "nothing left after the odd path" leftovers
 
+	if [ -x /usr/bin/fusermount ] && [ -u /usr/bin/fusermount ]; then
+		out=$(RUNTIME_DEBUG=1 RUNTIME_FUSERMOUNT=/usr/bin/fusermount "$IMG" exit 4 2>&1)
+		check "mounts with fusermount (FUSE 2), status 4" sh -c \
+			'[ $1 = 4 ] && echo "$2" | grep -q "with fusermount"' _ $? "$out"
+	else
+		skip "mounts with fusermount (FUSE 2)" "no setuid /usr/bin/fusermount"
+	fi
+
 	"$IMG" --runtime-mount >"$W/mnt" 2>&1 &
 	pid=$!
 	i=0
@@ -191,7 +199,7 @@ if [ $has_fuse = yes ]; then
 	wait $pid
 	check "--runtime-mount unmounts on SIGINT" sh -c '[ $1 = 0 ] && ! [ -e "$2" ]' _ $? "$mnt"
 else
-	for i in $(seq 19); do skip "FUSE case $i" "no usable /dev/fuse"; done
+	for i in $(seq 20); do skip "FUSE case $i" "no usable /dev/fuse"; done
 fi
 
 # --- without fusermount: user namespace -----------------------------------
@@ -258,9 +266,17 @@ damage() { # damage NAME: a copy of the image in $W/bad, damaged
 	magic) printf 'XXXX' | dd of="$W/bad" bs=1 seek="$OFFSET" conv=notrunc status=none ;;
 	tables) printf '\377\377\377\177' | dd of="$W/bad" bs=1 seek=$((OFFSET + 64)) \
 		conv=notrunc status=none ;;
+	inodes) # garbage over the start of the inode table
+		it=$(od -An -t u8 -j $((OFFSET + 64)) -N 8 "$IMG" | tr -d ' ')
+		printf '\377\377\377\377\377\377\377\377' |
+			dd of="$W/bad" bs=1 seek=$((OFFSET + it)) conv=notrunc status=none ;;
+	fragments) # garbage over the fragment table's index
+		ft=$(od -An -t u8 -j $((OFFSET + 80)) -N 8 "$IMG" | tr -d ' ')
+		printf '\377\377\377\377\377\377\377\377' |
+			dd of="$W/bad" bs=1 seek=$((OFFSET + ft)) conv=notrunc status=none ;;
 	esac
 }
-for kind in half bare magic tables; do
+for kind in half bare magic tables inodes fragments; do
 	damage $kind
 	timeout 20 "$W/bad" exit 0 >"$W/out" 2>"$W/err"
 	rc=$?
