@@ -92,8 +92,8 @@ $(VENV)/bin/ruff:
 	$(VENV)/bin/pip install -q ruff mypy types-psutil click psutil pyelftools pytest
 
 lint: $(VENV)/bin/ruff
-	$(VENV)/bin/ruff check src static-bins tests
-	$(VENV)/bin/ruff format --check src static-bins tests
+	$(VENV)/bin/ruff check src static-bins tests bench
+	$(VENV)/bin/ruff format --check src static-bins tests bench
 	$(VENV)/bin/mypy
 
 # A tiny busybox rootfs for the fast tests.

@@ -11,9 +11,9 @@ figure on a busy machine):
 
 Workloads: `true` (start-up), `py` (Python imports from the tree's stdlib),
 `tar` (tar of the whole tree to a pipe); `py2` and `tar2` run the workload
-twice on one mount, so their difference from one run is the warm cost. Every iteration starts from a new
-mount, as every start of a runimage does; the image file itself stays in the
-host's page cache.
+twice on one mount, so their difference from one run is the warm cost. Every
+iteration starts from a new mount, as every start of a runimage does; the
+image file itself stays in the host's page cache.
 
     bench/runtime_bench.py --runtime build/runtime --work /home/user/bench -n 7
 """
@@ -57,12 +57,23 @@ def build(work: Path, runtime: Path, sources: list[str], comp: list[str]) -> tup
     (rundir / "Run").chmod(0o755)
     offset = runtime.stat().st_size
     subprocess.run(
-        ["mksquashfs", str(rundir), str(image), "-root-owned", "-noappend", "-quiet",
-         "-no-progress", "-offset", str(offset), *comp],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            "mksquashfs",
+            str(rundir),
+            str(image),
+            "-root-owned",
+            "-noappend",
+            "-quiet",
+            "-no-progress",
+            "-offset",
+            str(offset),
+            *comp,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
-    with open(runtime, "rb") as src, open(image, "r+b") as dst:
-        shutil.copyfileobj(src, dst)
+    with open(runtime, "rb") as head, open(image, "r+b") as packed:
+        shutil.copyfileobj(head, packed)
     image.chmod(0o755)
     return rundir, image
 
@@ -82,7 +93,9 @@ def run_squashfuse(image: Path, offset: int, workload: str) -> float:
     mnt = Path(tempfile.mkdtemp(prefix="sqfs-bench."))
     try:
         start = time.perf_counter()
-        subprocess.run(["squashfuse_ll", "-o", f"offset={offset}", str(image), str(mnt)], check=True)
+        subprocess.run(
+            ["squashfuse_ll", "-o", f"offset={offset}", str(image), str(mnt)], check=True
+        )
         env = dict(os.environ, RUNDIR=str(mnt))
         subprocess.run([str(mnt / "Run"), workload], check=True, env=env, stdout=subprocess.DEVNULL)
         subprocess.run(["fusermount3", "-u", str(mnt)], check=True)
@@ -100,12 +113,17 @@ def main() -> None:
     parser.add_argument("--runtime", type=Path, required=True)
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("-n", type=int, default=7)
-    parser.add_argument("--source", action="append", default=None,
-                        help="host directory to copy into the RunDir (repeatable)")
+    parser.add_argument(
+        "--source",
+        action="append",
+        default=None,
+        help="host directory to copy into the RunDir (repeatable)",
+    )
     parser.add_argument("--comp", default="-comp lz4 -Xhc -b 256K")
     parser.add_argument("--workloads", default="true,py,tar")
-    parser.add_argument("--variants", default="",
-                        help="extra runtime variants as NAME:VAR=VAL,VAR=VAL;...")
+    parser.add_argument(
+        "--variants", default="", help="extra runtime variants as NAME:VAR=VAL,VAR=VAL;..."
+    )
     args = parser.parse_args()
 
     sources = args.source or ["/usr/lib/python3.11", "/usr/lib/python3", "/usr/lib/gcc"]
