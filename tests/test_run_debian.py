@@ -248,3 +248,19 @@ def test_apt_works_as_fake_root(run_entry: Path, rundir: Path) -> None:
         pytest.skip("the rootfs is not writable by this user")
     result = run(run_entry, "sudo", "apt-get", "check")
     assert result.returncode == 0, result.stderr
+
+
+def test_sys_bwrap_uses_the_hosts(run_entry: Path) -> None:
+    env = clean_env(SYS_BWRAP="1")
+    result = run(run_entry, "true", env=env)
+    assert result.returncode == 0
+    assert "The system bwrap is used!" in result.stderr
+    assert "system bwrap" not in run(run_entry, "true").stderr
+
+
+def test_sys_tools_exports_host_paths(run_entry: Path) -> None:
+    env = clean_env(SYS_TOOLS="1")
+    result = run(run_entry, "sh", "-c", 'echo "$BWRAP $MKSQFS"', env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["/usr/bin/bwrap", "/usr/bin/mksquashfs"]
+    assert "The system mksquashfs is used!" in result.stderr

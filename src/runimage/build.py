@@ -197,8 +197,8 @@ def build(paths: Paths, args: list[str]) -> int:
     """Packs a new runimage file; returns 0 or raises Die."""
     log.info("RunImage build")
     request = parse_arguments(args, paths.srcname, os.environ.get("RUNROOTFSTYPE", ""))
-    mksquashfs = tools.locate(paths, "SYS_MKSQFS", "mksquashfs")
-    if not mksquashfs:
+    mksquashfs = os.environ.get("MKSQFS") or tools.locate(paths, "SYS_MKSQFS", "mksquashfs")
+    if not os.access(mksquashfs, os.X_OK):
         raise Die("mksquashfs was not found", hint="install squashfs-tools or use a full RunDir")
     runtime = read_runtime(paths)
     source = source_dir(paths)

@@ -134,7 +134,8 @@ class Launch:
         self.paths = Paths(dict(os.environ))
         self.who = Identity()
         export_environment(self.paths, self.who)
-        self.bwrap = tools.locate(self.paths, "SYS_BWRAP", "bwrap")
+        bwrap = os.environ["BWRAP"]
+        self.bwrap = bwrap if os.access(bwrap, os.X_OK) else ""
         self.suid_bwrap = flag("SYS_BWRAP") and tools.is_setuid(self.bwrap) and self.who.uid != 0
         if self.suid_bwrap:
             log.warning("Bubblewrap has the setuid bit!")

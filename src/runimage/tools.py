@@ -37,9 +37,9 @@ def locate(paths: Paths, switch: str, name: str) -> str:
 
 
 def export_all(paths: Paths) -> None:
-    """Exports BWRAP, SQFUSE, ... as the usage text lists them, without checking each file."""
-    for variable, _switch, name in TOOLS:
-        os.environ.setdefault(variable, os.path.join(paths.static, name))
+    """Exports BWRAP, SQFUSE, ... as the usage text lists them: the tool each will run."""
+    for variable, switch, name in TOOLS:
+        os.environ[variable] = locate(paths, switch, name) or os.path.join(paths.static, name)
 
 
 def is_setuid(path: str) -> bool:
