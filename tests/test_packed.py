@@ -26,10 +26,12 @@ def image() -> Path:
     return IMAGE
 
 
-def our_mounts() -> list[str]:
-    """FUSE mounts of this user that the runtime made."""
+def our_mounts(before: set[str] | None = None) -> set[str]:
+    """Mount points of runtime mounts, less those in before (made by others: other users and
+    other runs go on beside the tests)."""
     with open("/proc/self/mounts") as file:
-        return [line for line in file if ".mount_" in line or "runimage" in line]
+        points = {line.split()[1] for line in file if ".mount_" in line}
+    return points - (before or set())
 
 
 def mount_dirs() -> list[str]:
@@ -112,21 +114,25 @@ def test_two_instances_at_once(image: Path) -> None:
     assert first.wait(timeout=60) == 0
 
 
-def test_kill_9_leaves_no_mount(image: Path) -> None:
-    before = set(mount_dirs())
-    launcher = subprocess.Popen([str(image), "sleep", "300"], env=clean_env())
+def test_kill_9_leaves_no_mount(image: Path, tmp_path: Path) -> None:
+    """The runtime mounts under TMPDIR: a private one shows what this run left."""
+    env = clean_env(TMPDIR=str(tmp_path))
+    launcher = subprocess.Popen([str(image), "sleep", "300"], env=env)
     time.sleep(2)
-    assert our_mounts(), "the image should be mounted while it runs"
+    assert any(p.startswith(str(tmp_path)) for p in our_mounts()), "the image should be mounted"
     launcher.kill()
     launcher.wait()
     deadline = time.monotonic() + 10
-    while (our_mounts() or set(mount_dirs()) - before) and time.monotonic() < deadline:
+    while (our_mounts() & {str(p) for p in tmp_path.iterdir()}) or list(tmp_path.iterdir()):
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.2)
-    assert our_mounts() == []
-    assert set(mount_dirs()) - before == set()
+    assert not any(p.startswith(str(tmp_path)) for p in our_mounts())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_truncated_file_fails_cleanly(image: Path, tmp_path: Path) -> None:
+    before = our_mounts()
     size = image.stat().st_size
     offset = int(run(image, "--runtime-offset").stdout)
     for length in (size // 2, offset, offset + 100):
@@ -137,7 +143,7 @@ def test_truncated_file_fails_cleanly(image: Path, tmp_path: Path) -> None:
         result = run(broken, "true", timeout=60)
         assert result.returncode == 127, (length, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert our_mounts() == []
+    assert our_mounts(before) == set()
 
 
 def test_build_from_unpacked_rundir(rundir: Path, tmp_path: Path) -> None:
