@@ -47,6 +47,9 @@ static void print_usage(void)
 	       "  RUNTIME_FUSE_THREADS=N        FUSE server threads (1)\n"
 	       "  RUNTIME_CACHE_BLOCKS=N        decompressed blocks kept (32)\n"
 	       "  RUNTIME_NO_READDIRPLUS=1      plain readdir (for measurements)\n"
+	       "  RUNTIME_FUSE_STATS=1|trace    print FUSE requests by kind, decompressed\n"
+	       "                                blocks and server CPU time at unmount;\n"
+	       "                                trace: also every lookup, read, decompression\n"
 	       "  RUNTIME_DEBUG=1               say how the image was mounted\n"
 	       "Exit status: Run's own, 128+N if it was killed by signal N, 127 when the\n"
 	       "runtime itself fails.\n",

@@ -11,12 +11,16 @@
 
 #include <errno.h>
 #include <float.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <squashfuse/ll.h>
@@ -27,6 +31,89 @@
 static pthread_mutex_t fs_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool no_open;
 static bool no_opendir;
+
+/* Requests by kind, for RUNTIME_FUSE_STATS: count, time in the handler, bytes sent. */
+enum op_kind {
+	OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_READLINK, OP_OPEN, OP_READ, OP_RELEASE, OP_OPENDIR,
+	OP_READDIR, OP_READDIRPLUS, OP_RELEASEDIR, OP_STATFS, OP_XATTR, OP_KINDS
+};
+static const char *const op_names[OP_KINDS] = {
+	"lookup", "forget", "getattr", "readlink", "open", "read", "release", "opendir",
+	"readdir", "readdirplus", "releasedir", "statfs", "xattr",
+};
+static struct op_stat {
+	uint64_t count, ns, bytes;
+} op_stats[OP_KINDS];
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool stats_on;
+static bool trace_on;
+
+/* Wraps the library's decompressor to count blocks, for RUNTIME_FUSE_STATS. */
+static sqfs_decompressor real_decompressor;
+static struct op_stat decompressed;
+
+static sqfs_err counting_decompressor(void *in, size_t insz, void *out, size_t *outsz)
+{
+	uint64_t start = now_ns();
+	sqfs_err err = real_decompressor(in, insz, out, outsz);
+
+	__atomic_add_fetch(&decompressed.count, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&decompressed.ns, now_ns() - start, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&decompressed.bytes, *outsz, __ATOMIC_RELAXED);
+	if (trace_on)
+		fprintf(stderr, "%s: decompress %zu -> %zu %.3f ms\n", RUNTIME_NAME, insz, *outsz,
+			(now_ns() - start) / 1e6);
+	return err;
+}
+
+static uint64_t stat_begin(void)
+{
+	return stats_on ? now_ns() : 0;
+}
+
+static void stat_end(enum op_kind kind, uint64_t start, uint64_t bytes)
+{
+	if (!stats_on)
+		return;
+	__atomic_add_fetch(&op_stats[kind].count, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&op_stats[kind].ns, now_ns() - start, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&op_stats[kind].bytes, bytes, __ATOMIC_RELAXED);
+}
+
+static void stats_print(uint64_t served_ns)
+{
+	uint64_t count = 0, ns = 0;
+	struct rusage usage;
+	struct timespec cpu;
+
+	for (int i = 0; i < OP_KINDS; i++) {
+		if (!op_stats[i].count)
+			continue;
+		fprintf(stderr, "%s: fuse %-12s %7llu requests %9.3f ms %10llu bytes\n",
+			RUNTIME_NAME, op_names[i], (unsigned long long)op_stats[i].count,
+			op_stats[i].ns / 1e6, (unsigned long long)op_stats[i].bytes);
+		count += op_stats[i].count;
+		ns += op_stats[i].ns;
+	}
+	fprintf(stderr, "%s: decompressed %7llu blocks   %9.3f ms %10llu bytes\n", RUNTIME_NAME,
+		(unsigned long long)decompressed.count, decompressed.ns / 1e6,
+		(unsigned long long)decompressed.bytes);
+	getrusage(RUSAGE_SELF, &usage);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+	fprintf(stderr,
+		"%s: fuse total        %7llu requests %9.3f ms in handlers, %.3f ms mounted, "
+		"server cpu %.3f ms, %ld page faults\n",
+		RUNTIME_NAME, (unsigned long long)count, ns / 1e6, served_ns / 1e6,
+		(cpu.tv_sec * 1e9 + cpu.tv_nsec) / 1e6, usage.ru_minflt);
+}
 
 static void server_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -58,34 +145,49 @@ static sqfs_ll *server_ll(fuse_req_t req)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	uint64_t start = stat_begin();
+
 	pthread_mutex_lock(&fs_lock);
 	sqfs_ll_op_lookup(req, parent, name);
 	pthread_mutex_unlock(&fs_lock);
+	if (trace_on)
+		fprintf(stderr, "%s: lookup %lu %s\n", RUNTIME_NAME, (unsigned long)parent, name);
+	stat_end(OP_LOOKUP, start, 0);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+	uint64_t start = stat_begin();
+
 	pthread_mutex_lock(&fs_lock);
 	sqfs_ll_op_forget(req, ino, nlookup);
 	pthread_mutex_unlock(&fs_lock);
+	stat_end(OP_FORGET, start, 0);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	uint64_t start = stat_begin();
+
 	pthread_mutex_lock(&fs_lock);
 	sqfs_ll_op_getattr(req, ino, fi);
 	pthread_mutex_unlock(&fs_lock);
+	stat_end(OP_GETATTR, start, 0);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+	uint64_t start = stat_begin();
+
 	pthread_mutex_lock(&fs_lock);
 	sqfs_ll_op_readlink(req, ino);
 	pthread_mutex_unlock(&fs_lock);
+	stat_end(OP_READLINK, start, 0);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	stat_end(OP_OPEN, stat_begin(), 0);
 	if (no_open) {
 		/* The kernel stops sending opens and releases from now on. */
 		fuse_reply_err(req, ENOSYS);
@@ -99,9 +201,102 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
+	stat_end(OP_RELEASE, stat_begin(), 0);
 	free((void *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
+
+#define MAX_SLICES 32
+
+/* Where a read's bytes lie in the library's block caches. */
+struct slices {
+	struct iovec iov[MAX_SLICES];
+	sqfs_off_t pos[MAX_SLICES]; /* data block position; -1 for the fragment */
+	sqfs_block *block[MAX_SLICES];
+	int count;
+	size_t size;
+};
+
+static bool add_slice(struct slices *sl, sqfs_off_t pos, sqfs_block *block, size_t off,
+		      size_t len)
+{
+	if (sl->count == MAX_SLICES)
+		return false;
+	sl->iov[sl->count].iov_base = (char *)block->data + off;
+	sl->iov[sl->count].iov_len = len;
+	sl->pos[sl->count] = pos;
+	sl->block[sl->count] = block;
+	sl->count++;
+	sl->size += len;
+	return true;
+}
+
+/*
+ * The bytes [off, off + size) of a regular file as pointers into the
+ * library's block caches, clipped to the end of the file: no copy. False for
+ * holes, errors, or more blocks than fit; the caller then copies with
+ * sqfs_read_range(), which handles everything. The pointers stay valid until
+ * the next call into the library.
+ */
+static bool cached_slices(sqfs *fs, sqfs_inode *inode, sqfs_off_t off, size_t size,
+			  struct slices *sl)
+{
+	sqfs_off_t file_size = inode->xtra.reg.file_size;
+	size_t block_size = fs->sb.block_size, skip = (size_t)(off % block_size);
+	size_t frag_off, frag_size, take;
+	sqfs_blocklist bl;
+	sqfs_block *block;
+
+	sl->count = 0;
+	sl->size = 0;
+	if (!S_ISREG(inode->base.mode) || off < 0 || off >= file_size)
+		return false;
+	if ((sqfs_off_t)size > file_size - off)
+		size = (size_t)(file_size - off);
+	if (sqfs_blockidx_blocklist(fs, inode, &bl, off) != SQFS_OK)
+		return false;
+	while (size > 0) {
+		if (bl.remain == 0) {
+			if (inode->xtra.reg.frag_idx == SQUASHFS_INVALID_FRAG ||
+			    sqfs_frag_block(fs, inode, &frag_off, &frag_size, &block) != SQFS_OK ||
+			    skip + size > frag_size)
+				return false;
+			return add_slice(sl, -1, block, frag_off + skip, size);
+		}
+		if (sqfs_blocklist_next(&bl) != SQFS_OK)
+			return false;
+		if ((sqfs_off_t)(bl.pos + block_size) <= off)
+			continue;
+		if (bl.input_size == 0 ||
+		    sqfs_data_cache(fs, &fs->data_cache, bl.block, bl.header, &block) != SQFS_OK ||
+		    skip >= block->size)
+			return false;
+		take = block->size - skip < size ? block->size - skip : size;
+		if (!add_slice(sl, (sqfs_off_t)bl.block, block, skip, take))
+			return false;
+		size -= take;
+		skip = 0;
+	}
+	return true;
+}
+
+/* Whether the data blocks in sl are all still cached: a later one may have evicted an earlier one. */
+static bool slices_cached(sqfs *fs, const struct slices *sl)
+{
+	for (int i = 0; i < sl->count; i++) {
+		sqfs_block_cache_entry *entry;
+
+		if (sl->pos[i] < 0)
+			continue;
+		entry = sqfs_cache_get(&fs->data_cache, sl->pos[i]);
+		if (!entry || entry->block != sl->block[i])
+			return false;
+	}
+	return true;
+}
+
+/* This thread's buffer for replies of up to MAX_WRITE bytes, kept between requests. */
+static __thread char *thread_buf;
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
@@ -110,16 +305,30 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	sqfs_inode local, *inode = (sqfs_inode *)(uintptr_t)fi->fh;
 	sqfs_off_t got = size;
 	sqfs_err err = SQFS_OK;
-	char *buf = malloc(size);
+	uint64_t start = stat_begin();
+	struct slices sl;
+	char *buf;
 
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
 	pthread_mutex_lock(&fs_lock);
 	if (!inode) {
 		inode = &local;
 		err = sqfs_ll_inode(ll, inode, ino);
+	}
+	/* Sent straight from the block caches, while no other request can change them. */
+	if (err == SQFS_OK && cached_slices(&ll->fs, inode, off, size, &sl) &&
+	    slices_cached(&ll->fs, &sl)) {
+		fuse_reply_iov(req, sl.iov, sl.count);
+		pthread_mutex_unlock(&fs_lock);
+		stat_end(OP_READ, start, sl.size);
+		return;
+	}
+	if (size <= MAX_WRITE && !thread_buf)
+		thread_buf = malloc(MAX_WRITE);
+	buf = size <= MAX_WRITE ? thread_buf : malloc(size);
+	if (!buf) {
+		pthread_mutex_unlock(&fs_lock);
+		fuse_reply_err(req, ENOMEM);
+		return;
 	}
 	if (err == SQFS_OK)
 		err = sqfs_read_range(&ll->fs, inode, off, &got, buf);
@@ -128,11 +337,17 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, EIO);
 	else
 		fuse_reply_buf(req, buf, got);
-	free(buf);
+	if (buf != thread_buf)
+		free(buf);
+	stat_end(OP_READ, start, err == SQFS_OK ? (uint64_t)got : 0);
+	if (trace_on)
+		fprintf(stderr, "%s: read %lu %lld %zu copied\n", RUNTIME_NAME, (unsigned long)ino,
+			(long long)off, size);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	stat_end(OP_OPENDIR, stat_begin(), 0);
 	if (no_opendir) {
 		fuse_reply_err(req, ENOSYS);
 		return;
@@ -147,6 +362,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
+	stat_end(OP_RELEASEDIR, stat_begin(), 0);
 	free((void *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
@@ -195,6 +411,7 @@ static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	sqfs_dir_entry entry;
 	sqfs_err err = SQFS_OK;
 	char *buf = malloc(size), *pos = buf;
+	uint64_t start = stat_begin();
 	int rc = 0;
 
 	if (!buf) {
@@ -229,6 +446,7 @@ static void read_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	else
 		fuse_reply_buf(req, buf, pos - buf);
 	free(buf);
+	stat_end(plus ? OP_READDIRPLUS : OP_READDIR, start, pos - buf);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -246,23 +464,32 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	uint64_t start = stat_begin();
+
 	pthread_mutex_lock(&fs_lock);
 	stfs_ll_op_statfs(req, ino);
 	pthread_mutex_unlock(&fs_lock);
+	stat_end(OP_STATFS, start, 0);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
+	uint64_t start = stat_begin();
+
 	pthread_mutex_lock(&fs_lock);
 	sqfs_ll_op_listxattr(req, ino, size);
 	pthread_mutex_unlock(&fs_lock);
+	stat_end(OP_XATTR, start, 0);
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	uint64_t start = stat_begin();
+
 	pthread_mutex_lock(&fs_lock);
 	sqfs_ll_op_getxattr(req, ino, name, size);
 	pthread_mutex_unlock(&fs_lock);
+	stat_end(OP_XATTR, start, 0);
 }
 
 static const struct fuse_lowlevel_ops server_ops = {
@@ -344,8 +571,22 @@ int server_run(struct sqfs_ll *ll, int fuse_fd, const struct server_config *cfg,
 	struct watcher w = { .alive_fd = alive_fd, .on_parent_gone = on_parent_gone, .arg = arg };
 	char fd_path[32];
 	pthread_t thread;
+	uint64_t mounted;
 	int rc;
 
+	/*
+	 * Decompressed blocks and request buffers from the heap, kept when
+	 * freed: no mmap, munmap and fresh zeroed pages per block.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	stats_on = getenv("RUNTIME_FUSE_STATS") != NULL;
+	if (stats_on) {
+		real_decompressor = ll->fs.decompressor;
+		ll->fs.decompressor = counting_decompressor;
+	}
+	trace_on = stats_on && strcmp(getenv("RUNTIME_FUSE_STATS"), "trace") == 0;
+	mounted = now_ns();
 	server_grow_caches(ll, cfg->cache_blocks);
 	w.se = fuse_session_new(&args, &server_ops, sizeof(server_ops), ll);
 	if (!w.se)
@@ -365,5 +606,7 @@ int server_run(struct sqfs_ll *ll, int fuse_fd, const struct server_config *cfg,
 		rc = fuse_session_loop(w.se);
 	}
 	fuse_session_destroy(w.se);
+	if (stats_on)
+		stats_print(now_ns() - mounted);
 	return rc;
 }
