@@ -102,7 +102,9 @@ def compression_options(request: BuildRequest) -> list[str]:
         return ["-b", "1M", "-comp", "zstd", "-Xcompression-level", str(request.level)]
     if request.compression == "xz":
         return ["-b", "1M", "-comp", "xz", "-Xdict-size", "100%"]
-    return ["-b", "256K", "-comp", "lz4", "-Xhc"]
+    # 128 KiB blocks, the kernel's read-ahead window over FUSE: a start decompresses less
+    # than with 256 KiB for 2% more size (64 KiB: a little less again, for 7% more).
+    return ["-b", "128K", "-comp", "lz4", "-Xhc"]
 
 
 def elf_end(data: bytes) -> int:

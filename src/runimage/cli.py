@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from runimage import log, processes, sandbox, settings, tools, userns
+from runimage import log, processes, rcfg, sandbox, settings, tools, userns
 from runimage.log import Die
 from runimage.settings import Identity, Paths, flag
 
@@ -127,12 +127,25 @@ def autorun_command(paths: Paths) -> list[str]:
     return shlex.split(autorun)
 
 
-class Launch:
-    """Everything a run in the container needs, found once."""
+def config_name(paths: Paths, args: list[str]) -> str:
+    """The name whose .rcfg applies: the autorun program's, else the program asked for, else
+    the container's own."""
+    autorun = autorun_command(paths)
+    if autorun:
+        return os.path.basename(autorun[0])
+    if args and not args[0].startswith("--"):
+        return os.path.basename(args[0])
+    return paths.srcname
 
-    def __init__(self) -> None:
+
+class Launch:
+    """Everything a run in the container needs, found once: paths, user, configuration files
+    (which may set any variable, so they are read before anything else looks at one)."""
+
+    def __init__(self, args: list[str]) -> None:
         self.paths = Paths(dict(os.environ))
         self.who = Identity()
+        self.config = rcfg.load(self.paths, config_name(self.paths, args))
         export_environment(self.paths, self.who)
         bwrap = os.environ["BWRAP"]
         self.bwrap = bwrap if os.access(bwrap, os.X_OK) else ""
@@ -151,7 +164,8 @@ class Launch:
         scratch: list[str] = []
         try:
             bwrap = sandbox.build(self.bwrap, self.suid_bwrap, self.paths, self.who, shell, scratch)
-            return processes.run(bwrap.argv(command), bwrap.env)
+            extra = [*self.config.bwrap_args, *self.config.exec_args]
+            return processes.run(bwrap.argv([*extra, *command]), bwrap.env)
         finally:
             for path in scratch:
                 try:
@@ -176,7 +190,7 @@ def run_autorun(launch: Launch, autorun: list[str], args: list[str]) -> int:
 
 def dispatch(args: list[str]) -> int:
     refuse_root()
-    launch = Launch()
+    launch = Launch(args)
     autorun = autorun_command(launch.paths)
     if autorun:
         return run_autorun(launch, autorun, args)
