@@ -47,6 +47,8 @@ static void print_usage(void)
 	       "  RUNTIME_FUSE_THREADS=N        FUSE server threads (1)\n"
 	       "  RUNTIME_CACHE_BLOCKS=N        decompressed blocks kept (32)\n"
 	       "  RUNTIME_NO_READDIRPLUS=1      plain readdir (for measurements)\n"
+	       "  RUNTIME_NO_PREFETCH=1         do not read ahead the files listed in\n"
+	       "                                RunDir/.prefetch while Run starts\n"
 	       "  RUNTIME_FUSE_STATS=1|trace    print FUSE requests by kind, decompressed\n"
 	       "                                blocks and server CPU time at unmount;\n"
 	       "                                trace: also every lookup, read, decompression\n"
@@ -207,6 +209,7 @@ static int mount_and_run(const struct image *img, int argc, char **argv, const c
 	if (getenv("RUNTIME_DEBUG"))
 		fprintf(stderr, "%s: mounted on %s with %s\n", RUNTIME_NAME, m.point,
 			method_name(m.method));
+	prefetch_start(m.point);
 	rc = run_payload(img, m.point, argc, argv, argv0);
 	mount_release(&m);
 	return rc;

@@ -75,6 +75,9 @@ void mount_release(struct mount *m);
 /* extract.c: writing the image to a directory */
 int extract_image(const struct image *img, const char *dest, const char *pattern);
 
+/* prefetch.c: reading ahead what every start needs */
+void prefetch_start(const char *rundir);
+
 /* run.c: running RunDir/Run */
 int run_payload(const struct image *img, const char *rundir, int argc, char **argv,
 		const char *argv0);

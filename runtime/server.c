@@ -320,6 +320,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_iov(req, sl.iov, sl.count);
 		pthread_mutex_unlock(&fs_lock);
 		stat_end(OP_READ, start, sl.size);
+		if (trace_on)
+			fprintf(stderr, "%s: read %lu %lld %zu\n", RUNTIME_NAME,
+				(unsigned long)ino, (long long)off, size);
 		return;
 	}
 	if (size <= MAX_WRITE && !thread_buf)
