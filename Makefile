@@ -62,6 +62,7 @@ rundir: deps
 	cp --preserve=timestamps src/runimage/entry.py $(RUNDIR)/static/launcher/run.py
 	$(PYTHON_HOST) -m compileall -q $(RUNDIR)/static/launcher/runimage
 	cp --preserve=timestamps src/runimage/Run $(RUNDIR)/Run
+	cp --preserve=timestamps static-bins/prefetch.list $(RUNDIR)/.prefetch
 	cp --preserve=timestamps config/*.rcfg $(RUNDIR)/config/ 2>/dev/null || true
 
 # Packing needs no container, so root may do it. The image is packed again only when the
