@@ -10,7 +10,8 @@ rootfs directory, and a squashfuse_ll mount of the same image + bwrap + unmount,
 Reads inside the container: Python imports and a tar of /usr/lib, packed against unpacked.
 Each figure is the median of n runs; ratios are against the floor or baseline of the same run.
 Targets: packed start-up at most 2x the packed floor, unpacked at most 40 ms, imports at most
-1.5x and tar at most 3x unpacked.
+1.5x and tar at most 3x unpacked. --before OLD_IMAGE also measures another packed file (e.g. the
+previous build) in the same run, each of its runs right after the new one's.
 """
 
 from __future__ import annotations
@@ -29,14 +30,21 @@ IMPORTS = "import json, email, http.client, xml.dom.minidom, asyncio, unittest"
 TAR = "tar cf - /usr/lib 2>/dev/null | wc -c"
 
 
-def median_ms(command: list[str], runs: int, env: dict[str, str]) -> float:
-    subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=True)  # warm up
-    times = []
+def medians_ms(commands: list[list[str]], runs: int, env: dict[str, str]) -> list[float]:
+    """The median time of each command, the commands taking turns run by run."""
+    for command in commands:
+        subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=True)  # warm up
+    times: list[list[float]] = [[] for _ in commands]
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        for command, spent in zip(commands, times, strict=True):
+            start = time.perf_counter()
+            subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=True)
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) * 1000 for spent in times]
+
+
+def median_ms(command: list[str], runs: int, env: dict[str, str]) -> float:
+    return medians_ms([command], runs, env)[0]
 
 
 def image_offset(image: Path, env: dict[str, str]) -> str:
@@ -68,6 +76,7 @@ def main() -> int:
     parser.add_argument("--rundir", type=Path, default=Path("build/RunDir"))
     parser.add_argument("--image", type=Path, default=Path("runimage"))
     parser.add_argument("-n", "--runs", type=int, default=21)
+    parser.add_argument("--before", type=Path, help="another packed file to compare with")
     options = parser.parse_args()
     if os.geteuid() == 0:
         print("run as an ordinary user (e.g. runuser -u runimage-test -- ...)", file=sys.stderr)
@@ -85,14 +94,18 @@ def main() -> int:
              "true"], runs, env)  # fmt: skip
         fuse_floor = median_ms(packed_floor(image, offset, Path(scratch)), runs, env)
         unpacked = median_ms([str(rundir / "Run"), "true"], runs, env)
-        packed = median_ms([str(image), "true"], runs, env)
+        before = options.before.resolve() if options.before else None
+        packed, *packed_before = medians_ms(
+            [[str(image), "true"], *([[str(before), "true"]] if before else [])], runs, env
+        )
 
     report(
         "start-up (true)",
         [("bwrap on the rootfs directory (floor)", bwrap_floor),
          ("unpacked: RunDir/Run true", unpacked),
          ("squashfuse_ll mount + bwrap + unmount (floor)", fuse_floor),
-         ("packed: runimage true", packed)],
+         ("packed: runimage true", packed),
+         *[("packed before: --before true", value) for value in packed_before]],
         fuse_floor,
         f"packed <= 2x packed floor ({packed / fuse_floor:.2f}x); unpacked <= 40 ms "
         f"({unpacked:.1f} ms)",
@@ -101,14 +114,20 @@ def main() -> int:
     reads = []
     for name, workload in (("python imports", ["python3", "-c", IMPORTS]),
                            ("tar of /usr/lib", ["sh", "-c", TAR])):  # fmt: skip
-        unpacked_ms = median_ms([str(rundir / "Run"), *workload], max(5, runs // 3), env)
-        packed_ms = median_ms([str(image), *workload], max(5, runs // 3), env)
-        reads.append((name, unpacked_ms, packed_ms))
-    for name, unpacked_ms, packed_ms in reads:
+        images = [rundir / "Run", image, *([before] if before else [])]
+        unpacked_ms, packed_ms, *before_ms = medians_ms(
+            [[str(path), *workload] for path in images], max(5, runs // 3), env
+        )
+        reads.append((name, unpacked_ms, packed_ms, before_ms))
+    for name, unpacked_ms, packed_ms, before_ms in reads:
         limit = "1.5x" if name == "python imports" else "3x"
         report(
             f"reads: {name}",
-            [("unpacked", unpacked_ms), ("packed", packed_ms)],
+            [
+                ("unpacked", unpacked_ms),
+                ("packed", packed_ms),
+                *[("packed before", value) for value in before_ms],
+            ],
             unpacked_ms,
             f"packed <= {limit} unpacked ({packed_ms / unpacked_ms:.2f}x)",
         )
