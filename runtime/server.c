@@ -27,6 +27,7 @@
 
 #define ENTRY_TIMEOUT DBL_MAX
 #define MAX_WRITE (1u << 20)
+#define MD_CACHE_BLOCKS 64
 
 static pthread_mutex_t fs_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool no_open;
@@ -526,12 +527,19 @@ void server_config_from_env(struct server_config *cfg)
 		cfg->cache_blocks = 1;
 }
 
-/* More decompressed blocks than the library's default of one data block. */
+/*
+ * More decompressed blocks than the library's default of one data block, and
+ * 64 metadata blocks (8 KiB each) instead of 8: a run of Python importing
+ * from the rootfs decompressed the same inode and directory blocks about
+ * 200 times over with 8.
+ */
 static void server_grow_caches(sqfs_ll *ll, unsigned blocks)
 {
+	sqfs_cache_destroy(&ll->fs.md_cache);
 	sqfs_cache_destroy(&ll->fs.data_cache);
 	sqfs_cache_destroy(&ll->fs.frag_cache);
-	if (sqfs_block_cache_init(&ll->fs.data_cache, blocks) != SQFS_OK ||
+	if (sqfs_block_cache_init(&ll->fs.md_cache, MD_CACHE_BLOCKS) != SQFS_OK ||
+	    sqfs_block_cache_init(&ll->fs.data_cache, blocks) != SQFS_OK ||
 	    sqfs_block_cache_init(&ll->fs.frag_cache, blocks) != SQFS_OK)
 		die("out of memory");
 }
