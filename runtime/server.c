@@ -13,6 +13,7 @@
 #include <float.h>
 #include <malloc.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,18 @@ static uint64_t now_ns(void)
 
 static bool stats_on;
 static bool trace_on;
+static uint64_t trace_start;
+
+/* One line of RUNTIME_FUSE_STATS=trace, with the milliseconds since the mount. */
+__attribute__((format(printf, 1, 2))) static void trace(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: %8.3f ", RUNTIME_NAME, (now_ns() - trace_start) / 1e6);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}
 
 /* Wraps the library's decompressor to count blocks, for RUNTIME_FUSE_STATS. */
 static sqfs_decompressor real_decompressor;
@@ -70,7 +83,7 @@ static sqfs_err counting_decompressor(void *in, size_t insz, void *out, size_t *
 	__atomic_add_fetch(&decompressed.ns, now_ns() - start, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&decompressed.bytes, *outsz, __ATOMIC_RELAXED);
 	if (trace_on)
-		fprintf(stderr, "%s: decompress %zu -> %zu %.3f ms\n", RUNTIME_NAME, insz, *outsz,
+		trace("decompress %zu -> %zu %.3f ms\n", insz, *outsz,
 			(now_ns() - start) / 1e6);
 	return err;
 }
@@ -152,7 +165,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	sqfs_ll_op_lookup(req, parent, name);
 	pthread_mutex_unlock(&fs_lock);
 	if (trace_on)
-		fprintf(stderr, "%s: lookup %lu %s\n", RUNTIME_NAME, (unsigned long)parent, name);
+		trace("lookup %lu %s\n", (unsigned long)parent, name);
 	stat_end(OP_LOOKUP, start, 0);
 }
 
@@ -322,8 +335,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		pthread_mutex_unlock(&fs_lock);
 		stat_end(OP_READ, start, sl.size);
 		if (trace_on)
-			fprintf(stderr, "%s: read %lu %lld %zu\n", RUNTIME_NAME,
-				(unsigned long)ino, (long long)off, size);
+			trace("read %lu %lld %zu\n", (unsigned long)ino, (long long)off, size);
 		return;
 	}
 	if (size <= MAX_WRITE && !thread_buf)
@@ -345,7 +357,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		free(buf);
 	stat_end(OP_READ, start, err == SQFS_OK ? (uint64_t)got : 0);
 	if (trace_on)
-		fprintf(stderr, "%s: read %lu %lld %zu copied\n", RUNTIME_NAME, (unsigned long)ino,
+		trace("read %lu %lld %zu copied\n", (unsigned long)ino,
 			(long long)off, size);
 }
 
@@ -597,7 +609,7 @@ int server_run(struct sqfs_ll *ll, int fuse_fd, const struct server_config *cfg,
 		ll->fs.decompressor = counting_decompressor;
 	}
 	trace_on = stats_on && strcmp(getenv("RUNTIME_FUSE_STATS"), "trace") == 0;
-	mounted = now_ns();
+	mounted = trace_start = now_ns();
 	server_grow_caches(ll, cfg->cache_blocks);
 	w.se = fuse_session_new(&args, &server_ops, sizeof(server_ops), ll);
 	if (!w.se)
