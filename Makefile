@@ -22,8 +22,6 @@ DEB_BUILD_DEPS := mmdebstrap bubblewrap squashfs-tools squashfuse fuse3 uidmap b
 DEB_TEST_DEPS := python3-pytest python3-click python3-psutil python3-pyroute2 python3-xlib \
 	python3-pyelftools util-linux procps tmux
 
-LAUNCHER_SOURCES := $(wildcard src/runimage/*.py) src/runimage/Run
-RUNTIME_SOURCES := $(wildcard runtime/*.c runtime/*.h) runtime/Makefile
 
 .PHONY: all rundir busybox deps test-deps run test lint clean
 
@@ -61,9 +59,15 @@ rundir: deps
 	rm -rf $(RUNDIR)/static/launcher/runimage/__pycache__
 	cp --preserve=timestamps src/runimage/entry.py $(RUNDIR)/static/launcher/run.py
 	$(PYTHON_HOST) -m compileall -q $(RUNDIR)/static/launcher/runimage
-	cp --preserve=timestamps src/runimage/Run $(RUNDIR)/Run
+	$(MAKE) --no-print-directory $(RUNDIR)/Run
 	cp --preserve=timestamps static-bins/prefetch.list $(RUNDIR)/.prefetch
 	cp --preserve=timestamps config/*.rcfg $(RUNDIR)/config/ 2>/dev/null || true
+
+# The RunDir's entry point: a static program, so it needs nothing of the host.
+$(RUNDIR)/Run: static-bins/run-entry.c
+	musl-gcc -static -Os -Wall -Wextra -Werror -o $@.tmp $<
+	strip $@.tmp
+	mv $@.tmp $@
 
 # Packing needs no container, so root may do it. The image is packed again only when the
 # RunDir's content changed (rootfs/.build, which each build stamps, left out).

@@ -194,9 +194,41 @@ def test_interrupted_build_keeps_old_image(rundir: Path, tmp_path: Path) -> None
         time.sleep(0.05)
     time.sleep(1)
     build.send_signal(signal.SIGINT)
-    assert build.wait(timeout=60) != 0
+    assert build.wait(timeout=60) == 130
+    assert build.stderr is not None
+    assert "interrupted" in build.stderr.read().decode()
     assert digest(target) == before
     assert [p.name for p in tmp_path.iterdir()] == ["runimage-old"]
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_build_leaves_no_partial_file(rundir: Path, tmp_path: Path, number: int) -> None:
+    target = tmp_path / "runimage-x"
+    build = subprocess.Popen(
+        [str(rundir / "Run"), "--run-build", str(target), "-xz"],
+        env=clean_env(),
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("runimage-x.new*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    build.send_signal(number)
+    build.wait(timeout=60)
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", f"mksquashfs .* {tmp_path}"], capture_output=True)
+    assert left.stdout == b""
+    if number == signal.SIGTERM:
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_build_into_read_only_directory(rundir: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    result = run(rundir / "Run", "--run-build", str(locked / "x"))
+    assert result.returncode == 127
+    assert f"Cannot write to '{locked}'" in result.stderr
 
 
 def test_runs_on_host_without_glibc_python_or_bash(image: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -115,7 +116,7 @@ def test_unknown_mode_is_one_clear_error(run_entry: Path) -> None:
 def test_no_arguments_prints_help(run_entry: Path) -> None:
     result = run(run_entry)
     assert result.returncode == 0
-    assert "--run-shell" in result.stderr and "SANDBOX_NET" in result.stderr
+    assert "--run-shell" in result.stdout and "SANDBOX_NET" in result.stdout
 
 
 def test_root_is_refused(run_entry: Path) -> None:
@@ -127,7 +128,7 @@ def test_root_is_refused(run_entry: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == 127
     assert "root user is not allowed" in result.stderr
     assert "ALLOW_ROOT=1" in result.stderr
 
@@ -168,14 +169,29 @@ def test_unshare_pids_hides_host_processes(run_entry: Path) -> None:
     assert int(private.stdout) < 5 < int(shared.stdout)
 
 
-def test_tmpdir_is_bound(run_entry: Path, tmp_path: Path) -> None:
+def test_tmpdir_shared_keeps_its_path(run_entry: Path) -> None:
     outside = Path.home() / f".runimage-tmpdir-{os.getpid()}"
     outside.mkdir()
     try:
         (outside / "probe").write_text("x")
         env = clean_env(TMPDIR=str(outside))
         result = run(run_entry, "sh", "-c", 'echo $TMPDIR; cat "$TMPDIR/probe"', env=env)
-        assert result.stdout.split() == ["/tmp/.TMPDIR", "x"]
+        assert result.stdout.split() == [str(outside), "x"]
+    finally:
+        (outside / "probe").unlink()
+        outside.rmdir()
+
+
+def test_tmpdir_elsewhere_is_bound_privately(run_entry: Path) -> None:
+    outside = Path("/var/tmp") / f"runimage-tmpdir-{os.getpid()}"
+    outside.mkdir()
+    try:
+        (outside / "probe").write_text("x")
+        existed = os.path.lexists("/tmp/.TMPDIR")
+        env = clean_env(TMPDIR=str(outside))
+        result = run(run_entry, "sh", "-c", 'echo $TMPDIR; cat "$TMPDIR/probe"', env=env)
+        assert result.stdout.split() == ["/run/.TMPDIR", "x"]
+        assert os.path.lexists("/tmp/.TMPDIR") == existed
     finally:
         (outside / "probe").unlink()
         outside.rmdir()
@@ -239,8 +255,9 @@ def test_renamed_copy_behaves_as_itself(run_entry: Path, tmp_path: Path) -> None
 
 def test_version_mode(run_entry: Path) -> None:
     result = run(run_entry, "--run-version")
-    assert "RunImage version:" in result.stderr
-    assert "RootFS version:" in result.stderr and ".debian." in result.stderr
+    assert "RunImage version:" in result.stdout
+    assert "RootFS version:" in result.stdout and ".debian." in result.stdout
+    assert "RunImage runtime version: " in result.stdout
 
 
 def test_apt_works_as_fake_root(run_entry: Path, rundir: Path) -> None:
@@ -264,3 +281,80 @@ def test_sys_tools_exports_host_paths(run_entry: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["/usr/bin/bwrap", "/usr/bin/mksquashfs"]
     assert "The system mksquashfs is used!" in result.stderr
+
+
+def test_runs_with_an_empty_path(run_entry: Path) -> None:
+    result = run(run_entry, "sh", "-c", "echo ok", env=clean_env(PATH=""))
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_runtime_options_on_a_rundir_are_explained(run_entry: Path) -> None:
+    result = run(run_entry, "--runtime-version")
+    assert result.returncode == 2
+    assert "option of the packed runimage file" in result.stderr
+    assert "bwrap" not in result.stderr
+
+
+def test_double_dash(run_entry: Path) -> None:
+    assert run(run_entry, "--", "echo", "after").stdout.strip() == "after"
+    result = run(run_entry, "--")
+    assert result.returncode == 2 and "No program given after --" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["no-such-program-here", "/usr/bin/no-such", ""])
+def test_missing_program_is_127(run_entry: Path, name: str) -> None:
+    result = run(run_entry, name)
+    assert result.returncode == 127
+    assert "No such program in the container" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_run_shell_is_127(run_entry: Path) -> None:
+    result = run(run_entry, "--run-shell", env=clean_env(RUN_SHELL="nosuchshell"))
+    assert result.returncode == 127 and "nosuchshell" in result.stderr
+
+
+def test_help_and_version_go_to_stdout(run_entry: Path) -> None:
+    assert "--run-shell" in run(run_entry, "--run-help").stdout
+    version = run(run_entry, "--run-version", env=clean_env(QUIET_MODE="1"))
+    assert version.stdout.splitlines()[0] == "RunImage version: 0.1.0"
+    assert "RootFS version: 0.1.0.debian." in version.stdout
+
+
+def test_closed_stdout_is_not_an_error(run_entry: Path) -> None:
+    for mode in ("--run-help", "--run-version", "--run-binlist"):
+        result = subprocess.run(
+            ["sh", "-c", f'"$0" {mode} >&-', str(run_entry)],
+            capture_output=True, text=True, env=clean_env(), check=False,
+        )  # fmt: skip
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.returncode == 0, (mode, result.stderr)
+
+
+def test_home_unset_comes_from_passwd(run_entry: Path) -> None:
+    env = clean_env()
+    env.pop("HOME", None)
+    result = run(run_entry, "sh", "-c", "echo $HOME", env=env)
+    assert result.stdout.strip() == str(Path.home())
+
+
+def test_missing_home_is_warned_about(run_entry: Path) -> None:
+    result = run(run_entry, "true", env=clean_env(HOME="/nonexistent/home"))
+    assert result.returncode == 0
+    assert "'/nonexistent/home' does not exist" in result.stderr
+
+
+def test_portable_home_and_config(rundir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "RunDir"
+    copy.mkdir()
+    shutil.copy2(rundir / "Run", copy / "Run")
+    for part in ("static", "rootfs"):
+        (copy / part).symlink_to(rundir / part)
+    env = clean_env(PORTABLE_HOME="1", PORTABLE_CONFIG="1")
+    result = run(copy / "Run", "sh", "-c", 'touch "$HOME/made"; echo "$XDG_CONFIG_HOME"', env=env)
+    assert result.returncode == 0, result.stderr
+    home = tmp_path / "portable-home" / "sh"
+    assert (home / "made").exists()
+    assert result.stdout.strip() == str(tmp_path / "sh.config")
+    later = run(copy / "Run", "sh", "-c", "echo $HOME")
+    assert later.stdout.strip() == str(home), "an existing portable home is used again"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from runimage.log import Die
 from runimage.settings import OWN_NAMES, Paths, flag
 
 COMPRESSIONS = ("lz4", "zstd", "xz")
+PR_SET_PDEATHSIG = 1
 DEFAULT_ZSTD_LEVEL = 19
 # Names of the launcher's own helpers: a build started under one of them is named runimage.
 HELPER_NAMES = ("Run", "runbuild", "rundesktop", "runupdate", "rpidsmon")
@@ -173,7 +175,7 @@ def _mksquashfs(
     # A progress bar on a terminal, else only errors.
     command += ["-quiet", "-progress"] if os.isatty(sys.stderr.fileno()) else ["-quiet"]
     log.debug("running: " + " ".join(command))
-    result = subprocess.run(command, stdout=sys.stderr, check=False)
+    result = subprocess.run(command, stdout=sys.stderr, check=False, preexec_fn=_die_with_parent)
     if result.returncode != 0:
         raise Die(f"mksquashfs failed with status {result.returncode}", hint="see its output above")
 
@@ -188,6 +190,11 @@ def _write_runtime(output: str, runtime: bytes) -> None:
     os.chmod(output, 0o755)
 
 
+def _remove(path: str) -> None:
+    if os.path.lexists(path):
+        os.unlink(path)
+
+
 def _replace(new: str, target: str) -> None:
     if os.path.exists(target) and flag("KEEP_OLD_BUILD"):
         log.info(f"Saving old RunImage: '{target}.old'")
@@ -195,10 +202,36 @@ def _replace(new: str, target: str) -> None:
     os.replace(new, target)
 
 
+def _die_with_parent() -> None:
+    """In mksquashfs: end with the launcher, even when the launcher is killed with SIGKILL."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class Interrupted(BaseException):
+    """A signal that ends the build: the partial file is removed, the old one kept."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(number)
+        self.number = number
+
+
+def _interrupt(number: int, _frame: object) -> None:
+    raise Interrupted(number)
+
+
+def _check_writable(target: str) -> None:
+    directory = os.path.dirname(target)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise Die(f"Cannot write to '{directory}'", hint="build into a directory you can write to")
+
+
 def build(paths: Paths, args: list[str]) -> int:
     """Packs a new runimage file; returns 0 or raises Die."""
     log.info("RunImage build")
     request = parse_arguments(args, paths.srcname, os.environ.get("RUNROOTFSTYPE", ""))
+    _check_writable(request.target)
     mksquashfs = os.environ.get("MKSQFS") or tools.locate(paths, "SYS_MKSQFS", "mksquashfs")
     if not os.access(mksquashfs, os.X_OK):
         raise Die("mksquashfs was not found", hint="install squashfs-tools or use a full RunDir")
@@ -212,13 +245,19 @@ def build(paths: Paths, args: list[str]) -> int:
     tidy_rootfs(os.path.join(source, "rootfs"))
     log.info(f"Creating new RunImage: '{request.target}'")
     new = f"{request.target}.new{os.getpid()}"
+    for ending in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(ending, _interrupt)
     try:
         _mksquashfs(mksquashfs, source, new, len(runtime), request)
         _write_runtime(new, runtime)
         _replace(new, request.target)
+    except (KeyboardInterrupt, Interrupted) as stop:
+        _remove(new)
+        number = stop.number if isinstance(stop, Interrupted) else int(signal.SIGINT)
+        message = "The build was interrupted: the old file is unchanged"
+        raise Die(message, status=128 + number) from None
     except BaseException:
-        if os.path.lexists(new):
-            os.unlink(new)
+        _remove(new)
         raise
 
     size_mb = os.path.getsize(request.target) / (1024 * 1024)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from runimage import log, processes, rcfg, sandbox, settings, tools, userns
+from runimage import homes, log, processes, rcfg, sandbox, settings, tools, userns
 from runimage.log import Die
 from runimage.settings import Identity, Paths, flag
 
@@ -23,7 +23,6 @@ def refuse_root() -> None:
         raise Die(
             "root user is not allowed!",
             hint="do not run runimage as root; if you really need to, set ALLOW_ROOT=1",
-            status=1,
         )
 
 
@@ -145,7 +144,8 @@ class Launch:
     def __init__(self, args: list[str]) -> None:
         self.paths = Paths(dict(os.environ))
         self.who = Identity()
-        self.config = rcfg.load(self.paths, config_name(self.paths, args))
+        self.name = config_name(self.paths, args)
+        self.config = rcfg.load(self.paths, self.name)
         export_environment(self.paths, self.who)
         bwrap = os.environ["BWRAP"]
         self.bwrap = bwrap if os.access(bwrap, os.X_OK) else ""
@@ -163,8 +163,13 @@ class Launch:
         shell = default_shell(self.paths.rootfs)
         scratch: list[str] = []
         try:
-            bwrap = sandbox.build(self.bwrap, self.suid_bwrap, self.paths, self.who, shell, scratch)
+            home = homes.choose(self.paths, self.name, self.who.user, self.who.uid)
+            bwrap = sandbox.build(
+                self.bwrap, self.suid_bwrap, self.paths, self.who, shell, scratch, home
+            )
             extra = [*self.config.bwrap_args, *self.config.exec_args]
+            if not extra and not command[0].startswith("-"):
+                self._check_program(command[0], bwrap.env["PATH"])
             return processes.run(bwrap.argv([*extra, *command]), bwrap.env)
         finally:
             for path in scratch:
@@ -172,6 +177,13 @@ class Launch:
                     os.unlink(path)
                 except OSError:
                     pass
+
+    def _check_program(self, name: str, search_path: str) -> None:
+        if not sandbox.program_exists(name, search_path, self.paths.rootfs, self.paths.rundir):
+            raise Die(
+                f"No such program in the container: '{name}'",
+                hint="check the name; 'runimage --run-binlist' lists /usr/bin",
+            )
 
     def shell(self) -> list[str]:
         return default_shell(self.paths.rootfs)
@@ -190,6 +202,16 @@ def run_autorun(launch: Launch, autorun: list[str], args: list[str]) -> int:
 
 def dispatch(args: list[str]) -> int:
     refuse_root()
+    if args and args[0].startswith("--runtime-"):
+        raise Die(
+            f"{args[0]} is an option of the packed runimage file's runtime",
+            hint="use it on a runimage file, first on the command line; see --runtime-help",
+            status=2,
+        )
+    if args and args[0] == "--":
+        args = args[1:]
+        if not args:
+            raise Die("No program given after --", hint="runimage -- {program} {args}", status=2)
     launch = Launch(args)
     autorun = autorun_command(launch.paths)
     if autorun:

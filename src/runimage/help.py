@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 USAGE = """\
@@ -116,7 +115,9 @@ A link to runimage named after a program in /usr/bin (ln -s runimage htop) runs 
 
 
 def show() -> None:
+    if sys.stdout is None:
+        return
     text = USAGE
-    if os.isatty(sys.stderr.fileno()):
+    if sys.stdout.isatty():
         text = "\033[1;92m" + text + "\033[0m"
-    sys.stderr.write(text)
+    sys.stdout.write(text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from runimage import log
+from runimage.settings import Paths
 
 # First path components under which a HOME is already visible inside the container.
 SHARED_TOPS = ("tmp", "mnt", "media", "run", "dev", "proc", "sys")
@@ -21,10 +22,15 @@ class Home:
     """The home as the container will see it: its path inside, and the bwrap options that
     make it so."""
 
-    def __init__(self, path: str, options: list[str], xauthority: str) -> None:
+    def __init__(
+        self, path: str, source: str, options: list[str], xauthority: str, shares_home: bool
+    ) -> None:
         self.path = path
+        self.source = source
         self.options = options
         self.xauthority = xauthority
+        # Whether the host's /home is visible inside as it is.
+        self.shares_home = shares_home
 
 
 def _resolve_symlink(home: str) -> str:
@@ -53,7 +59,84 @@ def seamless(sys_home: str, user: str, uid: int) -> Home:
         options += ["--bind-try", "/home", "/home"]
         options += ["--bind-try", "/root", "/root"] if uid == 0 else ["--tmpfs", "/root"]
 
-    return Home(inside, options, _xauthority(home, inside))
+    shares_home = options[:3] == ["--bind-try", "/home", "/home"]
+    return Home(inside, home, options, _xauthority(home, inside), shares_home)
+
+
+def _make_home(path: str) -> None:
+    try:
+        for directory in (path, os.path.join(path, ".cache"), os.path.join(path, ".config")):
+            os.makedirs(directory, exist_ok=True)
+    except OSError as failure:
+        from runimage.log import Die
+
+        raise Die(f"Cannot create '{path}': {failure.strerror}", hint="check the path") from None
+
+
+def _first_dir(setting: str, candidates: list[str]) -> str:
+    """The first candidate that exists, or with the switch on, the first one."""
+    for candidate in candidates:
+        if setting == "1" or os.path.isdir(candidate):
+            return candidate
+    return ""
+
+
+def portable_home(paths: Paths, name: str) -> str:
+    """PORTABLE_HOME_DIR, or with PORTABLE_HOME=1 (or where one exists already) a home beside
+    the image: portable-home/<name>, portable-home/<image name>, portable-home/Run."""
+    setting = os.environ.get("PORTABLE_HOME", "")
+    if setting == "0":
+        return ""
+    chosen = os.environ.get("PORTABLE_HOME_DIR", "")
+    if not chosen:
+        names = [name, *([paths.imagename] if paths.image else []), "Run"]
+        chosen = _first_dir(setting, [os.path.join(paths.portablehomedir, n) for n in names])
+    if chosen:
+        _make_home(chosen)
+        os.environ["PORTABLE_HOME"] = "1"
+        log.info(f"Setting $HOME to: '{chosen}'")
+    return chosen
+
+
+def portable_config(paths: Paths, name: str) -> str:
+    """With PORTABLE_CONFIG=1 (or where one exists already) the XDG_CONFIG_HOME beside the
+    image: <name>.config, <image>.config, Run.config."""
+    setting = os.environ.get("PORTABLE_CONFIG", "")
+    if setting == "0":
+        return ""
+    candidates = [os.path.join(paths.imagedir, f"{name}.config")]
+    if paths.image:
+        candidates.append(f"{paths.image}.config")
+    candidates.append(os.path.join(paths.imagedir, "Run.config"))
+    chosen = _first_dir(setting, candidates)
+    if chosen:
+        _make_home(chosen)
+        log.info(f"Setting $XDG_CONFIG_HOME to: '{chosen}'")
+    return chosen
+
+
+def host_home() -> str:
+    """$HOME, or where it is unset, the user's home from the password database."""
+    home = os.environ.get("HOME", "")
+    if home:
+        return home
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_dir
+    except (KeyError, ImportError):
+        return ""
+
+
+def choose(paths: Paths, name: str, user: str, uid: int) -> Home:
+    """The home of a run: a portable one where asked for, else the host's, seamless."""
+    home = seamless(portable_home(paths, name) or host_home(), user, uid)
+    config = portable_config(paths, name)
+    if config:
+        os.environ["XDG_CONFIG_HOME"] = config
+    if home.source and not os.path.isdir(home.source):
+        log.warning(f"$HOME '{home.source}' does not exist: what is written to it is not kept")
+    return home
 
 
 def _xauthority(sys_home: str, inside: str) -> str:

@@ -13,7 +13,6 @@ import sys
 import click
 
 from runimage import help as usage
-from runimage import log
 from runimage.cli import Launch
 from runimage.log import Die
 
@@ -89,14 +88,22 @@ def run_help() -> None:
 @click.pass_context
 def run_version(ctx: click.Context) -> None:
     launch = _launch(ctx)
-    os.environ.pop("QUIET_MODE", None)
-    log.info(f"RunImage version: {os.environ['RUNIMAGE_VERSION']}")
-    log.info(f"RootFS version: {os.environ['RUNROOTFS_VERSION'] or 'unknown'}")
-    log.info(f"Static version: {os.environ['RUNSTATIC_VERSION'] or 'unknown'}")
     runtime = runtime_version(launch)
     if runtime:
         os.environ["RUNRUNTIME_VERSION"] = runtime
-        log.info(f"RunImage runtime version: {runtime}")
+    lines = [
+        f"RunImage version: {os.environ['RUNIMAGE_VERSION']}",
+        f"RootFS version: {os.environ['RUNROOTFS_VERSION'] or 'unknown'}",
+        f"Static version: {os.environ['RUNSTATIC_VERSION'] or 'unknown'}",
+        f"RunImage runtime version: {runtime or 'none'}",
+    ]
+    _print("\n".join(lines))
+
+
+def _print(text: str) -> None:
+    """Prints to stdout, where there is one (a closed stdout is not an error here)."""
+    if sys.stdout is not None:
+        click.echo(text)
 
 
 def runtime_version(launch: Launch) -> str:
@@ -158,11 +165,11 @@ def run_binlist(ctx: click.Context) -> None:
         for entry in entries:
             if entry.is_file(follow_symlinks=False) and os.access(entry.path, os.X_OK):
                 names.append(entry.name)
-    click.echo("\n".join(sorted(names)))
+    _print("\n".join(sorted(names)))
 
 
 def _later(flag: str) -> None:
-    raise Die(f"{flag} is not available in this build of runimage", status=1)
+    raise Die(f"{flag} is not available in this build of runimage", hint="see README.md")
 
 
 @modes.command("--run-build", context_settings=PASSTHROUGH)
@@ -198,5 +205,8 @@ def run(launch: Launch, args: list[str]) -> int:
         raise Die(failure.format_message(), hint="see 'runimage --run-help'", status=2) from None
     except click.exceptions.Exit as done:
         return done.exit_code
-    sys.stdout.flush()
+    except click.exceptions.Abort:
+        return 130
+    if sys.stdout is not None:
+        sys.stdout.flush()
     return result if isinstance(result, int) else 0

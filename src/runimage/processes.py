@@ -2,10 +2,11 @@
 
 The launcher forks bwrap and waits for it, as a shell waits for a foreground job: its exit
 status is the program's (bwrap reports a death by signal N as 128+N). The launcher is a child
-subreaper, so processes the program leaves running in the background are re-parented to it; when
-the program ends they are stopped too, unless ALLOW_BG=1. Signals sent to the launcher itself are
-passed on to the program; a Ctrl-C typed at the terminal already reached the program, so it is
-not sent twice.
+subreaper (RunDir/Run makes it one before it starts Python, where it costs nothing), so the
+processes the program leaves running in the background are re-parented to it; when the program
+ends they are stopped too, unless ALLOW_BG=1. Signals sent to the launcher itself are passed on
+to the program; a Ctrl-C typed at the terminal already reached the program, so it is not sent
+twice.
 """
 
 from __future__ import annotations
@@ -22,19 +23,8 @@ if TYPE_CHECKING:
     from types import FrameType
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-PR_SET_CHILD_SUBREAPER = 36
 # How long background processes get to end after SIGTERM before SIGKILL.
 STOP_GRACE_S = 1.0
-
-
-def become_subreaper() -> None:
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        log.debug("prctl(PR_SET_CHILD_SUBREAPER) is unavailable")
 
 
 def exit_status(wait_status: int) -> int:
@@ -167,8 +157,6 @@ def run(argv: list[str], env: dict[str, str]) -> int:
     """Runs bwrap with argv and env; returns the program's exit status."""
     log.debug("running: " + " ".join(argv))
     allow_bg = os.environ.get("ALLOW_BG") == "1"
-    if not allow_bg:
-        become_subreaper()
     container = Container(argv, env)
     status = container.wait()
     if not allow_bg:

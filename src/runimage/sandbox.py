@@ -15,6 +15,8 @@ from runimage.settings import Identity, Paths, flag
 
 # Where the RunDir is visible inside the container (NO_RUNDIR_BIND=1 disables it).
 RUNDIR_INSIDE = "/var/RunDir"
+# Where a host TMPDIR the container does not share is bound.
+TMPDIR_INSIDE = "/run/.TMPDIR"
 
 
 class BwrapCommand:
@@ -136,15 +138,20 @@ def tmp_dirs() -> list[str]:
     return options
 
 
-def tmpdir(env: dict[str, str]) -> list[str]:
-    """A host TMPDIR outside /tmp is reachable inside at /tmp/.TMPDIR."""
+def tmpdir(env: dict[str, str], home_shared: bool) -> list[str]:
+    """The host's TMPDIR keeps its path where the container shares it (/tmp, the host's /home,
+    /mnt, /media, /run/user); elsewhere it is bound to /run/.TMPDIR, in the container's private
+    /run, so nothing is created on the host for it."""
     host_tmpdir = env.get("TMPDIR", "")
     if not host_tmpdir or not os.path.isdir(host_tmpdir):
         env.pop("TMPDIR", None)
         return []
-    if host_tmpdir == "/tmp" or host_tmpdir.startswith("/tmp/"):
+    shared = ("/tmp", "/mnt", "/media", "/run/media", "/run/user") + (
+        ("/home",) if home_shared else ()
+    )
+    if any(host_tmpdir == top or host_tmpdir.startswith(top + "/") for top in shared):
         return []
-    inside = "/tmp/.TMPDIR"
+    inside = TMPDIR_INSIDE
     log.info(f"Binding $TMPDIR to: '{inside}'")
     env["TMPDIR"] = inside
     return ["--dir", inside, "--bind-try", host_tmpdir, inside]
@@ -270,6 +277,40 @@ def container_env(paths: Paths, home: homes.Home, shell: list[str]) -> dict[str,
     return env
 
 
+# Host directories the container shares (where they exist): a program there is found inside.
+SHARED_HOST_DIRS = (
+    "/home/",
+    "/tmp/",
+    "/mnt/",
+    "/media/",
+    "/run/",
+    "/var/mnt/",
+    "/var/home/",
+    "/root/",
+)
+
+
+def program_exists(name: str, search_path: str, rootfs: str, rundir: str) -> bool:
+    """Whether the container can start program name: in the rootfs, the RunDir or a shared
+    host directory. Errs on the side of yes (bwrap then reports what it cannot run)."""
+    if not name or name.endswith("/"):
+        return False
+    if "/" in name and not name.startswith("/"):
+        return True
+    directories = [""] if name.startswith("/") else search_path.split(":")
+    for directory in directories:
+        path = os.path.join(directory, name) if directory else name
+        if path.startswith(("/proc/", "/sys/", "/dev/")):
+            return True
+        inside_rundir = path.startswith(RUNDIR_INSIDE + "/")
+        candidates = [rundir + path[len(RUNDIR_INSIDE) :]] if inside_rundir else [rootfs + path]
+        if path.startswith(SHARED_HOST_DIRS):
+            candidates.append(path)
+        if any(os.path.lexists(candidate) for candidate in candidates):
+            return True
+    return False
+
+
 def build(
     bwrap: str,
     suid_bwrap: bool,
@@ -277,9 +318,11 @@ def build(
     who: Identity,
     shell: list[str],
     scratch: list[str],
+    home: homes.Home | None = None,
 ) -> BwrapCommand:
     """The whole bwrap command of a run, in the order bwrap needs."""
-    home = homes.seamless(os.environ.get("HOME", ""), who.user, who.uid)
+    if home is None:
+        home = homes.seamless(homes.host_home(), who.user, who.uid)
     env = container_env(paths, home, shell)
     options = [
         "--bind-try", paths.rootfs, "/",
@@ -294,7 +337,7 @@ def build(
         *tmp_dirs(),
         *network(),
         *runtime_dirs(who, env),
-        *tmpdir(env),
+        *tmpdir(env, home.shares_home),
         *namespaces(),
         *home.options,
         *capabilities(suid_bwrap),
