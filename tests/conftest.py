@@ -57,6 +57,19 @@ def require_unprivileged() -> None:
         pytest.skip("the launcher is tested as an ordinary user (tests/run.sh sets that up)")
 
 
+def rundir_copy(
+    rundir: Path, target: Path, rootfs: Path | None = None, *, bare: bool = False
+) -> Path:
+    """A RunDir at target with rundir's entry point and tools, and rundir's rootfs or another
+    (none at all when bare)."""
+    target.mkdir()
+    shutil.copy2(rundir / "Run", target / "Run")
+    (target / "static").symlink_to(rundir / "static")
+    if not bare:
+        (target / "rootfs").symlink_to(rootfs or rundir / "rootfs")
+    return target
+
+
 @pytest.fixture(scope="session")
 def rundir() -> Path:
     require_unprivileged()
@@ -75,9 +88,4 @@ def busybox_rundir(rundir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     """A RunDir with the busybox rootfs and the same launcher and tools."""
     if not (BUSYBOX_ROOTFS / "bin" / "busybox").exists():
         pytest.skip(f"no busybox rootfs at {BUSYBOX_ROOTFS} (run make)")
-    target = tmp_path_factory.mktemp("busybox") / "RunDir"
-    target.mkdir()
-    shutil.copy2(rundir / "Run", target / "Run")
-    (target / "static").symlink_to(rundir / "static")
-    (target / "rootfs").symlink_to(BUSYBOX_ROOTFS)
-    return target
+    return rundir_copy(rundir, tmp_path_factory.mktemp("busybox") / "RunDir", BUSYBOX_ROOTFS)

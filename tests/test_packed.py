@@ -180,19 +180,25 @@ def test_bad_build_arguments_are_refused(rundir: Path, tmp_path: Path) -> None:
     assert "Unknown build argument" in result.stderr or "level" in result.stderr
 
 
-def test_interrupted_build_keeps_old_image(rundir: Path, tmp_path: Path) -> None:
-    target = tmp_path / "runimage-old"
-    assert run(rundir / "Run", "--run-build", str(target), timeout=600).returncode == 0
-    before = digest(target)
+def start_build(rundir: Path, target: Path) -> subprocess.Popen[bytes]:
+    """Starts a slow (xz) build of target and returns once its new file is being written."""
     build = subprocess.Popen(
         [str(rundir / "Run"), "--run-build", str(target), "-xz"],
         env=clean_env(),
         stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("runimage-old.new*")) and time.monotonic() < deadline:
+    while not list(target.parent.glob(f"{target.name}.new*")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(1)
+    time.sleep(0.5)
+    return build
+
+
+def test_interrupted_build_keeps_old_image(rundir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "runimage-old"
+    assert run(rundir / "Run", "--run-build", str(target), timeout=600).returncode == 0
+    before = digest(target)
+    build = start_build(rundir, target)
     build.send_signal(signal.SIGINT)
     assert build.wait(timeout=60) == 130
     assert build.stderr is not None
@@ -203,16 +209,7 @@ def test_interrupted_build_keeps_old_image(rundir: Path, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_build_leaves_no_partial_file(rundir: Path, tmp_path: Path, number: int) -> None:
-    target = tmp_path / "runimage-x"
-    build = subprocess.Popen(
-        [str(rundir / "Run"), "--run-build", str(target), "-xz"],
-        env=clean_env(),
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("runimage-x.new*")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    build = start_build(rundir, tmp_path / "runimage-x")
     build.send_signal(number)
     build.wait(timeout=60)
     time.sleep(1)

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import clean_env, run
+from conftest import clean_env, run, rundir_copy
 
 
 @pytest.fixture
 def configured(rundir: Path, tmp_path: Path) -> Path:
     """A RunDir whose image directory (its parent) is tmp_path."""
-    target = tmp_path / "RunDir"
-    target.mkdir()
-    shutil.copy2(rundir / "Run", target / "Run")
-    for part in ("static", "rootfs"):
-        (target / part).symlink_to(rundir / part)
+    target = rundir_copy(rundir, tmp_path / "RunDir")
     (target / "config").mkdir()
     return target
 

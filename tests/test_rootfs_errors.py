@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run
+from conftest import run, rundir_copy
 
 
 @pytest.fixture
 def bare_rundir(rundir: Path, tmp_path: Path) -> Path:
     """A RunDir with the launcher and tools but a rootfs the test fills in."""
-    target = tmp_path / "RunDir"
-    target.mkdir()
-    shutil.copy2(rundir / "Run", target / "Run")
-    (target / "static").symlink_to(rundir / "static")
-    return target
+    return rundir_copy(rundir, tmp_path / "RunDir", bare=True)
 
 
 def test_missing_rootfs(bare_rundir: Path) -> None:

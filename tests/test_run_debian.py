@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import clean_env, run
+from conftest import clean_env, run, rundir_copy
 
 pytestmark = pytest.mark.e2e
 
@@ -345,11 +344,7 @@ def test_missing_home_is_warned_about(run_entry: Path) -> None:
 
 
 def test_portable_home_and_config(rundir: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "RunDir"
-    copy.mkdir()
-    shutil.copy2(rundir / "Run", copy / "Run")
-    for part in ("static", "rootfs"):
-        (copy / part).symlink_to(rundir / part)
+    copy = rundir_copy(rundir, tmp_path / "RunDir")
     env = clean_env(PORTABLE_HOME="1", PORTABLE_CONFIG="1")
     result = run(copy / "Run", "sh", "-c", 'touch "$HOME/made"; echo "$XDG_CONFIG_HOME"', env=env)
     assert result.returncode == 0, result.stderr
