@@ -173,7 +173,8 @@ def _mksquashfs(
         *compression_options(request),
     ]  # fmt: skip
     # A progress bar on a terminal, else only errors.
-    command += ["-quiet", "-progress"] if os.isatty(sys.stderr.fileno()) else ["-quiet"]
+    terminal = os.isatty(sys.stderr.fileno())
+    command += ["-quiet", "-progress" if terminal else "-no-progress"]
     log.debug("running: " + " ".join(command))
     result = subprocess.run(command, stdout=sys.stderr, check=False, preexec_fn=_die_with_parent)
     if result.returncode != 0:
