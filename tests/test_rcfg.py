@@ -72,3 +72,20 @@ def test_broken_config_is_one_clear_error(configured: Path) -> None:
     assert result.returncode == 127
     assert "Cannot read the configuration file" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_last_command_failing_is_not_an_error(configured: Path) -> None:
+    (configured.parent / "Run.rcfg").write_text('FOO=bar\n[ -n "$NOPE" ] && FOO=baz\necho noise\n')
+    result = run(
+        configured / "Run", "sh", "-c", 'echo "$FOO"; env | grep -c noise; echo "x${rcfg}x"'
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["bar", "0", "xx"]
+    assert "noise" in result.stderr
+
+
+def test_syntax_error_names_the_line(configured: Path) -> None:
+    (configured.parent / "Run.rcfg").write_text("FOO=(\nif then\n")
+    result = run(configured / "Run", "true")
+    assert result.returncode == 127
+    assert "Run.rcfg: line" in result.stderr

@@ -243,7 +243,7 @@ def test_autorun_variable(run_entry: Path) -> None:
 def test_autorun_of_missing_program_is_clear(run_entry: Path) -> None:
     result = run(run_entry, env=clean_env(AUTORUN="no-such-program --flag"))
     assert result.returncode == 127
-    assert "no-such-program not found in /usr/bin" in result.stderr
+    assert "Autorun program no-such-program not found in the container's /usr/bin" in result.stderr
 
 
 def test_renamed_copy_behaves_as_itself(run_entry: Path, tmp_path: Path) -> None:
@@ -353,3 +353,24 @@ def test_portable_home_and_config(rundir: Path, tmp_path: Path) -> None:
     assert result.stdout.strip() == str(tmp_path / "sh.config")
     later = run(copy / "Run", "sh", "-c", "echo $HOME")
     assert later.stdout.strip() == str(home), "an existing portable home is used again"
+
+
+def test_nested_container_starts_without_nocap(run_entry: Path) -> None:
+    result = run(run_entry, "/var/RunDir/Run", "sh", "-c", "echo nested")
+    assert result.stdout.strip() == "nested", result.stderr
+
+
+def test_home_that_is_a_file_is_refused(run_entry: Path) -> None:
+    result = run(run_entry, "true", env=clean_env(HOME="/etc/passwd"))
+    assert result.returncode == 127
+    assert "is not a directory" in result.stderr
+
+
+def test_full_output_device_is_one_error_line(run_entry: Path) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [str(run_entry), "--run-help"], stdout=full, stderr=subprocess.PIPE, text=True,
+            env=clean_env(), check=False,
+        )  # fmt: skip
+    assert result.returncode == 127
+    assert "No space left on device" in result.stderr and "Traceback" not in result.stderr

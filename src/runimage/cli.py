@@ -193,7 +193,10 @@ def run_autorun(launch: Launch, autorun: list[str], args: list[str]) -> int:
     name = autorun[0]
     binary = os.path.join(launch.paths.rootfs, "usr/bin", name)
     if "/" in name or not os.path.lexists(binary):
-        raise Die(f"{name} not found in /usr/bin", hint="name the link after a program in /usr/bin")
+        raise Die(
+            f"Autorun program {name} not found in the container's /usr/bin",
+            hint="name a program of /usr/bin ('runimage --run-binlist' lists them)",
+        )
     log.info(f"Autorun mode: {' '.join(autorun)}")
     if args and args[0] == name:
         args = args[1:]
@@ -203,6 +206,8 @@ def run_autorun(launch: Launch, autorun: list[str], args: list[str]) -> int:
 def dispatch(args: list[str]) -> int:
     refuse_root()
     if args and args[0].startswith("--runtime-"):
+        if os.environ.get("RUNOFFSET"):
+            raise Die(f"Unknown runtime option: {args[0]}", hint="see --runtime-help", status=2)
         raise Die(
             f"{args[0]} is an option of the packed runimage file's runtime",
             hint="use it on a runimage file, first on the command line; see --runtime-help",
@@ -231,3 +236,9 @@ def main() -> int:
         return failure.status
     except KeyboardInterrupt:
         return 130
+    except OSError as failure:
+        # Unexpected, so shown as it is (with a traceback under RUNIMAGE_DEBUG=1).
+        if os.environ.get("RUNIMAGE_DEBUG") == "1":
+            raise
+        log.error(f"{failure.strerror or failure}: {failure.filename or 'output'}")
+        return log.LAUNCHER_FAILURE

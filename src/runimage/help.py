@@ -77,7 +77,7 @@ Environment variables (1 turns a switch on):
     NO_WARN=1                    no warning messages
     DONT_NOTIFY=1                no desktop notifications but for errors
     RUNTIME_EXTRACT_AND_RUN=1    as --runtime-extract-and-run
-    TMPDIR=/path                 where the runtime unpacks, bound to /tmp/.TMPDIR inside
+    TMPDIR=/path                 where the runtime unpacks; inside at its path or /run/.TMPDIR
     RUNIMAGE_CONFIG=/path.rcfg   the configuration file to read (0: none)
     ENABLE_HOSTEXEC=1            allow running commands on the host (hostexec)
     NO_RPIDSMON=1                do not watch the container's processes

@@ -134,6 +134,10 @@ def choose(paths: Paths, name: str, user: str, uid: int) -> Home:
     config = portable_config(paths, name)
     if config:
         os.environ["XDG_CONFIG_HOME"] = config
+    if home.source and os.path.exists(home.source) and not os.path.isdir(home.source):
+        from runimage.log import Die
+
+        raise Die(f"$HOME '{home.source}' is not a directory", hint="set HOME to a directory")
     if home.source and not os.path.isdir(home.source):
         log.warning(f"$HOME '{home.source}' does not exist: what is written to it is not kept")
     return home

@@ -27,8 +27,18 @@ else:
     import _signal as signal
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 # How long background processes get to end after SIGTERM before SIGKILL.
 STOP_GRACE_S = 1.0
+
+
+def _drop_ambient_capabilities() -> None:
+    """Inside a runimage container the launcher has the container's capabilities, with which an
+    unprivileged bwrap refuses to start: a nested container starts without them (as nocap)."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
 
 
 def exit_status(wait_status: int) -> int:
@@ -53,6 +63,8 @@ class Container:
             os.close(self.info_read)
             for number in FORWARDED:
                 signal.signal(number, signal.SIG_DFL)
+            if os.environ.get("INSIDE_RUNIMAGE") == "1":
+                _drop_ambient_capabilities()
             argv = [argv[0], "--info-fd", str(info_write), *argv[1:]]
             os.set_inheritable(info_write, True)
             os.execve(argv[0], argv, env)

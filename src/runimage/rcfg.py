@@ -14,6 +14,7 @@ Only runs that have a config file pay for starting bash.
 from __future__ import annotations
 
 import os
+import sys
 
 from runimage import log
 from runimage.log import Die
@@ -22,14 +23,16 @@ from runimage.settings import Paths, which
 ARRAYS = ("BWRAP_ARGS", "EXEC_ARGS", "AUTORUN")
 SECTION = "\0--runimage-rcfg-section--\0"
 
-# Sources each file given as an argument with every variable exported, then prints the
-# environment and each array, separated by SECTION.
+# Checks the syntax of each file given as an argument, sources it with every variable it sets
+# exported (and what it prints sent to stderr), then prints the environment and each array,
+# separated by SECTION. The status of a file's last command is not a failure.
 READER = r"""
-set -a
 for rcfg in "$@"; do
-    source "$rcfg" || { echo "runimage: cannot read the configuration file '$rcfg'" >&2; exit 3; }
+    bash -n "$rcfg" || exit 3
+    set -a
+    source "$rcfg" >&2
+    set +a
 done
-set +a
 env -0
 for name in BWRAP_ARGS EXEC_ARGS AUTORUN; do
     printf '%b' '\0--runimage-rcfg-section--\0'
@@ -61,6 +64,8 @@ def external_file(paths: Paths, name: str) -> str:
     chosen = os.environ.get("RUNIMAGE_CONFIG", "")
     if chosen.endswith(".rcfg") and os.path.isfile(chosen):
         return chosen
+    if chosen:
+        log.warning(f"RUNIMAGE_CONFIG '{chosen}' is not a .rcfg file: looking beside the image")
     candidates = [
         os.path.join(paths.imagedir, f"{name}.rcfg"),
         os.path.join(paths.configdir, f"{name}.rcfg"),
@@ -107,8 +112,10 @@ def load(paths: Paths, name: str) -> Config:
         detail = result.stderr.decode(errors="replace").strip().splitlines()
         raise Die(
             f"Cannot read the configuration file {' '.join(config.files)}",
-            hint=detail[-1] if detail else "check its bash syntax",
+            hint=detail[-1] if detail else f"it ended with status {result.returncode}",
         )
+    if result.stderr:
+        sys.stderr.write(result.stderr.decode(errors="replace"))
 
     sections = result.stdout.decode(errors="surrogateescape").split(SECTION)
     _apply_environment(sections[0])
