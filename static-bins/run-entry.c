@@ -10,20 +10,33 @@
  * RUNIMAGE and ARGV0; any other start (a RunDir on disk, also one inside a
  * packed container, where those variables are inherited) is unpacked: they
  * are unset and RUNSRC names the path this program was started by, so a
- * link named after a program in /usr/bin runs that program. It also makes
- * the launcher a child subreaper (see processes.py).
+ * link named after a program in /usr/bin runs that program.
+ *
+ * Run stays as the launcher's parent, a small watchdog: it passes signals
+ * on to the launcher and returns its exit status. Both are child subreapers,
+ * so what the container leaves running in the background is re-parented to
+ * the launcher, which stops it (unless ALLOW_BG=1); and where the launcher
+ * itself is killed, to Run, which then stops it. Where Run is killed, the
+ * launcher gets SIGTERM and ends the container.
  *
  * Statically linked: it runs on hosts with no libc at all.
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PROG "runimage"
+/* How long orphans get to end after SIGTERM before SIGKILL, in 10 ms ticks. */
+#define GRACE_TICKS 100
+
+static pid_t launcher;
 
 static void
 die_errno (const char *what, const char *path)
@@ -52,6 +65,95 @@ find_rundir (const char *argv0, char *rundir, size_t size)
   *slash = '\0';
 }
 
+/* Passes a signal on to the launcher. A Ctrl-C typed at the terminal went
+   to the whole foreground process group, the launcher included. */
+static void
+forward (int number)
+{
+  if (number == SIGINT && tcgetpgrp (STDIN_FILENO) == getpgrp ())
+    return;
+  if (launcher > 0)
+    kill (launcher, number);
+}
+
+/* Stops what the container left when the launcher was killed (processes
+   re-parented to Run): SIGTERM, then SIGKILL after a grace period. */
+static void
+stop_orphans (void)
+{
+  const struct timespec tick = { 0, 10 * 1000 * 1000 };
+  char path[64];
+  snprintf (path, sizeof path, "/proc/self/task/%d/children", (int) getpid ());
+
+  for (int ticks = 0;; ticks++)
+    {
+      while (waitpid (-1, NULL, WNOHANG) > 0)
+        ;
+      FILE *file = fopen (path, "r");
+      if (file == NULL)
+        return;
+      int pid;
+      int left = 0;
+      while (fscanf (file, "%d", &pid) == 1)
+        {
+          left = 1;
+          if (ticks == 0 || ticks >= GRACE_TICKS)
+            kill (pid, ticks < GRACE_TICKS ? SIGTERM : SIGKILL);
+        }
+      fclose (file);
+      if (!left)
+        return;
+      nanosleep (&tick, NULL);
+    }
+}
+
+static int
+exit_status (int status)
+{
+  return WIFSIGNALED (status) ? 128 + WTERMSIG (status) : WEXITSTATUS (status);
+}
+
+/* Runs the launcher as a child and watches it; returns its exit status. */
+static int
+watch (const char *python, char **args)
+{
+  pid_t run = getpid ();
+  prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+
+  launcher = fork ();
+  if (launcher < 0)
+    die_errno ("cannot start", python);
+  if (launcher == 0)
+    {
+      /* The flags last across exec: the launcher is a subreaper too, and
+         gets SIGTERM when Run goes away. */
+      prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+      prctl (PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+      if (getppid () != run)
+        _exit (127);
+      execv (python, args);
+      die_errno ("cannot start the launcher's Python", python);
+    }
+
+  struct sigaction action = { 0 };
+  action.sa_handler = forward;
+  action.sa_flags = SA_RESTART;
+  sigemptyset (&action.sa_mask);
+  const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+    sigaction (forwarded[i], &action, NULL);
+
+  int status = 0;
+  while (waitpid (launcher, &status, 0) < 0)
+    if (errno != EINTR)
+      return 127;
+
+  const char *allow_bg = getenv ("ALLOW_BG");
+  if (WIFSIGNALED (status) && !(allow_bg && strcmp (allow_bg, "1") == 0))
+    stop_orphans ();
+  return exit_status (status);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -77,11 +179,6 @@ main (int argc, char **argv)
     }
   setenv ("RUNDIR", rundir, 1);
 
-  /* The launcher stops what the program leaves running in the background:
-     orphans are re-parented to it. Set here, where it costs nothing; it
-     lasts across exec. */
-  prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-
   snprintf (python, sizeof python, "%s/static/python3", rundir);
   snprintf (script, sizeof script, "%s/static/launcher/run.py", rundir);
 
@@ -95,6 +192,5 @@ main (int argc, char **argv)
   for (int i = 1; i < argc; i++)
     args[i + 3] = argv[i];
 
-  execv (python, args);
-  die_errno ("cannot start the launcher's Python", python);
+  return watch (python, args);
 }

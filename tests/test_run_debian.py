@@ -196,12 +196,18 @@ def test_tmpdir_elsewhere_is_bound_privately(run_entry: Path) -> None:
         outside.rmdir()
 
 
-def test_background_processes_are_stopped(run_entry: Path) -> None:
-    tag = f"runimage-bg-{os.getpid()}"
-    run(run_entry, "sh", "-c", f"sleep 300 {tag} 2>/dev/null & exec true")
+@pytest.mark.parametrize("allow_bg", ["0", "1"])
+def test_background_processes_are_stopped(run_entry: Path, allow_bg: str) -> None:
+    """A daemon the program leaves is stopped when it ends; with ALLOW_BG=1 it goes on."""
+    tag = f"runimage-bg-{allow_bg}-{os.getpid()}"
+    script = f"setsid bash -c 'exec -a {tag} sleep 300' </dev/null >/dev/null 2>&1 & sleep 0.3"
+    result = run(run_entry, "sh", "-c", script, env=clean_env(ALLOW_BG=allow_bg))
+    assert result.returncode == 0, result.stderr
     time.sleep(0.5)
-    left = subprocess.run(["pgrep", "-f", f"sleep 300 {tag}"], capture_output=True, text=True)
-    assert left.stdout == ""
+    left = subprocess.run(["pgrep", "-f", f"^{tag} 300$"], capture_output=True, text=True)
+    for pid in left.stdout.split():
+        os.kill(int(pid), signal.SIGKILL)
+    assert (left.stdout != "") == (allow_bg == "1")
 
 
 def test_allow_bg_keeps_background_processes(run_entry: Path) -> None:
@@ -215,16 +221,27 @@ def test_allow_bg_keeps_background_processes(run_entry: Path) -> None:
     os.unlink(marker)
 
 
-def test_killed_launcher_leaves_no_process(run_entry: Path) -> None:
-    tag = f"runimage-kill-{os.getpid()}"
-    launcher = subprocess.Popen(
-        [str(run_entry), "sh", "-c", f"exec -a {tag} sleep 300"], env=clean_env()
-    )
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as file:
+        return [int(child) for child in file.read().split()]
+
+
+@pytest.mark.parametrize("victim", ["Run", "launcher"])
+def test_killed_launcher_leaves_no_process(run_entry: Path, victim: str) -> None:
+    """kill -9 of RunDir/Run or of the Python launcher under it: the program and what it
+    started in the background end too."""
+    tag = f"runimage-kill-{victim}-{os.getpid()}"
+    script = f"(exec -a {tag}-bg sleep 300) & exec -a {tag} sleep 300"
+    run_process = subprocess.Popen([str(run_entry), "bash", "-c", script], env=clean_env())
     time.sleep(1.5)
-    launcher.kill()
-    launcher.wait()
-    time.sleep(0.5)
-    left = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True)
+    sleeps = f"^{tag}(-bg)? 300$"
+    running = subprocess.run(["pgrep", "-f", sleeps], capture_output=True, text=True)
+    assert len(running.stdout.split()) == 2, "both sleeps run before the kill"
+    target = run_process.pid if victim == "Run" else _children(run_process.pid)[0]
+    os.kill(target, signal.SIGKILL)
+    run_process.wait(timeout=30)
+    time.sleep(1.5)
+    left = subprocess.run(["pgrep", "-f", sleeps], capture_output=True, text=True)
     assert left.stdout == ""
 
 
