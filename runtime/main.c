@@ -117,7 +117,8 @@ static int run_extracted(const struct image *img, int argc, char **argv, const c
 	pid_t remover;
 
 	if (!mkdtemp(dir))
-		die_errno("cannot create a directory in %s", tmp_dir());
+		die("cannot create a directory in %s: %s (set TMPDIR to a directory you can write to)",
+		    tmp_dir(), strerror(errno));
 	remover = spawn_remover(dir, &alive_fd);
 	extract_image(img, dir, NULL);
 	rc = run_payload(img, dir, argc, argv, argv0);

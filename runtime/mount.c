@@ -286,7 +286,8 @@ static char *make_mount_point(const char *image_path)
 			*p = '_';
 	point = xasprintf("%s/.mount_%s.XXXXXX", tmp_dir(), name);
 	if (!mkdtemp(point))
-		die_errno("cannot create a mount point in %s", tmp_dir());
+		die("cannot create a mount point in %s: %s (set TMPDIR to a directory you can write to)",
+		    tmp_dir(), strerror(errno));
 	return point;
 }
 

@@ -275,3 +275,10 @@ def test_runs_without_fusermount(image: Path, tmp_path: Path) -> None:
         env=clean_env(),
     )  # fmt: skip
     assert result.stdout.strip() == "ID=debian", result.stderr
+
+
+def test_unusable_tmpdir_is_one_clear_line(image: Path) -> None:
+    result = run(image, "true", env=clean_env(TMPDIR="/nonexistent/tmp"))
+    assert result.returncode == 127
+    assert "set TMPDIR to a directory you can write to" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
