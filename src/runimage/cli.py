@@ -149,7 +149,7 @@ class Launch:
         export_environment(self.paths, self.who)
         bwrap = os.environ["BWRAP"]
         self.bwrap = bwrap if os.access(bwrap, os.X_OK) else ""
-        self.suid_bwrap = flag("SYS_BWRAP") and tools.is_setuid(self.bwrap) and self.who.uid != 0
+        self.suid_bwrap = tools.is_setuid(self.bwrap) and self.who.uid != 0
         if self.suid_bwrap:
             log.warning("Bubblewrap has the setuid bit!")
 
