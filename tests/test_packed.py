@@ -282,3 +282,17 @@ def test_unusable_tmpdir_is_one_clear_line(image: Path) -> None:
     assert result.returncode == 127
     assert "set TMPDIR to a directory you can write to" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_parallel_reads_match_the_unpacked_tree(image: Path, rundir: Path) -> None:
+    """Every file of /usr/lib read through the runtime's threads, four readers at once, has the
+    content it has in the RunDir."""
+    script = (
+        "cd /usr/lib && find . -type f -print0 | sort -z"
+        " | xargs -0 -P4 -n50 sha256sum | sort | sha256sum"
+    )
+    packed = run(image, "sh", "-c", script, timeout=300)
+    unpacked = run(rundir / "Run", "sh", "-c", script, timeout=300)
+    assert packed.returncode == 0 and unpacked.returncode == 0, packed.stderr + unpacked.stderr
+    assert packed.stdout == unpacked.stdout
+    assert len(packed.stdout.split()[0]) == 64
