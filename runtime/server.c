@@ -1,16 +1,19 @@
 /*
- * The FUSE server: squashfuse's low-level operations behind one lock, tuned
- * so that the kernel caches as much as it can.
+ * The FUSE server: squashfuse's low-level operations, tuned so that the
+ * kernel caches as much as it can.
  *
  * libsquashfuse keeps its block caches in the sqfs structure without any
- * locking, so every call into the library holds fs_lock; replies that carry
- * file data are sent after the lock is dropped.
+ * locking. Lookups, attributes, directories and links go through the one
+ * sqfs of the sqfs_ll behind fs_lock. File data is read through a small pool
+ * of further sqfs handles on the same image, each with its own lock and
+ * caches, so that reads of different blocks decompress in parallel.
  */
 #define _GNU_SOURCE
 #include "runtime.h"
 
 #include <errno.h>
 #include <float.h>
+#include <limits.h>
 #include <malloc.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -29,6 +32,8 @@
 #define ENTRY_TIMEOUT DBL_MAX
 #define MAX_WRITE (1u << 20)
 #define MD_CACHE_BLOCKS 64
+#define READER_MD_BLOCKS 16
+#define MAX_READERS 8
 
 static pthread_mutex_t fs_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool no_open;
@@ -309,6 +314,54 @@ static bool slices_cached(sqfs *fs, const struct slices *sl)
 	return true;
 }
 
+/*
+ * Handles for file data: each an sqfs of its own on the image's fd (pread is
+ * safe to share), with its own caches, used by one request at a time.
+ * Inodes are plain positions in the image, valid for every handle.
+ */
+struct reader {
+	pthread_mutex_t lock;
+	sqfs fs;
+};
+static struct reader *readers;
+static unsigned reader_count;
+static unsigned reader_next;
+/* The handle this thread used last: its caches likely hold what it reads next. */
+static __thread unsigned thread_reader = UINT_MAX;
+
+static struct reader *reader_acquire(void)
+{
+	unsigned first = thread_reader;
+
+	if (first >= reader_count)
+		first = __atomic_fetch_add(&reader_next, 1, __ATOMIC_RELAXED) % reader_count;
+	for (unsigned i = 0; i < reader_count; i++) {
+		unsigned n = (first + i) % reader_count;
+
+		if (pthread_mutex_trylock(&readers[n].lock) == 0) {
+			thread_reader = n;
+			return &readers[n];
+		}
+	}
+	pthread_mutex_lock(&readers[first].lock);
+	thread_reader = first;
+	return &readers[first];
+}
+
+/* The inode of a read without an open file handle (no open round trips). */
+static sqfs_err read_inode(sqfs_ll *ll, sqfs *fs, fuse_ino_t ino, sqfs_inode *inode)
+{
+	sqfs_err err;
+
+	/* On 64-bit the fuse inode number is the inode's position: no shared state. */
+	if (sizeof(fuse_ino_t) >= SQFS_INODE_ID_BYTES)
+		return sqfs_inode_get(fs, inode, ll->ino_sqfs(ll, ino));
+	pthread_mutex_lock(&fs_lock);
+	err = sqfs_ll_inode(ll, inode, ino);
+	pthread_mutex_unlock(&fs_lock);
+	return err;
+}
+
 /* This thread's buffer for replies of up to MAX_WRITE bytes, kept between requests. */
 static __thread char *thread_buf;
 
@@ -320,19 +373,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	sqfs_off_t got = size;
 	sqfs_err err = SQFS_OK;
 	uint64_t start = stat_begin();
+	struct reader *r = reader_acquire();
 	struct slices sl;
 	char *buf;
 
-	pthread_mutex_lock(&fs_lock);
 	if (!inode) {
 		inode = &local;
-		err = sqfs_ll_inode(ll, inode, ino);
+		err = read_inode(ll, &r->fs, ino, inode);
 	}
-	/* Sent straight from the block caches, while no other request can change them. */
-	if (err == SQFS_OK && cached_slices(&ll->fs, inode, off, size, &sl) &&
-	    slices_cached(&ll->fs, &sl)) {
+	/* Sent straight from the handle's caches, which no other request can change meanwhile. */
+	if (err == SQFS_OK && cached_slices(&r->fs, inode, off, size, &sl) &&
+	    slices_cached(&r->fs, &sl)) {
 		fuse_reply_iov(req, sl.iov, sl.count);
-		pthread_mutex_unlock(&fs_lock);
+		pthread_mutex_unlock(&r->lock);
 		stat_end(OP_READ, start, sl.size);
 		if (trace_on)
 			trace("read %lu %lld %zu\n", (unsigned long)ino, (long long)off, size);
@@ -342,13 +395,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		thread_buf = malloc(MAX_WRITE);
 	buf = size <= MAX_WRITE ? thread_buf : malloc(size);
 	if (!buf) {
-		pthread_mutex_unlock(&fs_lock);
+		pthread_mutex_unlock(&r->lock);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	if (err == SQFS_OK)
-		err = sqfs_read_range(&ll->fs, inode, off, &got, buf);
-	pthread_mutex_unlock(&fs_lock);
+		err = sqfs_read_range(&r->fs, inode, off, &got, buf);
+	pthread_mutex_unlock(&r->lock);
 	if (err != SQFS_OK)
 		fuse_reply_err(req, EIO);
 	else
@@ -526,9 +579,9 @@ static const struct fuse_lowlevel_ops server_ops = {
 	.getxattr = op_getxattr,
 };
 
-/* Threads of the FUSE loop: with the library behind one lock they add no parallel
- * decompression, but overlap the kernel round trips of concurrent requests (tar of
- * /usr/lib: 12% faster with 4 than with 1; start-up unchanged). */
+/* Threads of the FUSE loop: they overlap the kernel round trips of concurrent
+ * requests, and each has a read handle of its own (at most MAX_READERS), so file
+ * data decompresses in parallel. */
 #define DEFAULT_THREADS 4
 
 void server_config_from_env(struct server_config *cfg)
@@ -544,21 +597,48 @@ void server_config_from_env(struct server_config *cfg)
 		cfg->cache_blocks = 1;
 }
 
-/*
- * More decompressed blocks than the library's default of one data block, and
- * 64 metadata blocks (8 KiB each) instead of 8: a run of Python importing
- * from the rootfs decompressed the same inode and directory blocks about
- * 200 times over with 8.
- */
-static void server_grow_caches(sqfs_ll *ll, unsigned blocks)
+static void set_caches(sqfs *fs, unsigned md, unsigned data, unsigned frag)
 {
-	sqfs_cache_destroy(&ll->fs.md_cache);
-	sqfs_cache_destroy(&ll->fs.data_cache);
-	sqfs_cache_destroy(&ll->fs.frag_cache);
-	if (sqfs_block_cache_init(&ll->fs.md_cache, MD_CACHE_BLOCKS) != SQFS_OK ||
-	    sqfs_block_cache_init(&ll->fs.data_cache, blocks) != SQFS_OK ||
-	    sqfs_block_cache_init(&ll->fs.frag_cache, blocks) != SQFS_OK)
+	sqfs_cache_destroy(&fs->md_cache);
+	sqfs_cache_destroy(&fs->data_cache);
+	sqfs_cache_destroy(&fs->frag_cache);
+	if (sqfs_block_cache_init(&fs->md_cache, md) != SQFS_OK ||
+	    sqfs_block_cache_init(&fs->data_cache, data) != SQFS_OK ||
+	    sqfs_block_cache_init(&fs->frag_cache, frag) != SQFS_OK)
 		die("out of memory");
+}
+
+/*
+ * The shared handle: 64 metadata blocks (8 KiB each) instead of the library's
+ * 8 (a run of Python importing from the rootfs decompressed the same inode
+ * and directory blocks about 200 times over with 8); it reads no file data.
+ *
+ * One read handle per server thread, with cache_blocks data and fragment
+ * blocks shared out among them, and at least as many data blocks as the
+ * largest read spans, so that every read can be sent without a copy.
+ */
+static void server_open_readers(sqfs_ll *ll, const struct server_config *cfg)
+{
+	unsigned block_size = ll->fs.sb.block_size;
+	unsigned share, data;
+
+	set_caches(&ll->fs, MD_CACHE_BLOCKS, 1, 1);
+	reader_count = cfg->threads < MAX_READERS ? (unsigned)cfg->threads : MAX_READERS;
+	share = cfg->cache_blocks / reader_count;
+	if (share < 2)
+		share = 2;
+	data = MAX_WRITE / block_size + 1;
+	if (data < share)
+		data = share;
+	readers = xmalloc(reader_count * sizeof(*readers));
+	for (unsigned i = 0; i < reader_count; i++) {
+		pthread_mutex_init(&readers[i].lock, NULL);
+		if (sqfs_init(&readers[i].fs, ll->fs.fd, ll->fs.offset) != SQFS_OK)
+			die("cannot open the squashfs image for reading");
+		set_caches(&readers[i].fs, READER_MD_BLOCKS, data, share);
+		if (stats_on)
+			readers[i].fs.decompressor = counting_decompressor;
+	}
 }
 
 struct watcher {
@@ -615,7 +695,7 @@ int server_run(struct sqfs_ll *ll, int fuse_fd, const struct server_config *cfg,
 	}
 	trace_on = stats_on && strcmp(getenv("RUNTIME_FUSE_STATS"), "trace") == 0;
 	mounted = trace_start = now_ns();
-	server_grow_caches(ll, cfg->cache_blocks);
+	server_open_readers(ll, cfg);
 	w.se = fuse_session_new(&args, &server_ops, sizeof(server_ops), ll);
 	if (!w.se)
 		return -1;
