@@ -1,5 +1,10 @@
 """The container's $HOME.
 
+TMP_HOME=1 gives a tmpfs home, gone on exit; SANDBOX_HOME=1 (or SANDBOX_HOME_DIR) a home of its
+own beside the image, kept, with the host's homes hidden; their _DL forms bind the host's
+~/Downloads into it. PORTABLE_HOME=1 (or PORTABLE_HOME_DIR) uses a home beside the image as the
+host home.
+
 By default the home is seamless: the host's /home is visible as it is. A HOME outside /home (for
 example /var/lib/user or /opt/me) is bound to /home/$USER inside, since the rootfs has its own
 /var and /opt. HOMEs under /tmp, /mnt, /media, /run, /dev, /proc and /sys are visible inside
@@ -128,12 +133,71 @@ def host_home() -> str:
         return ""
 
 
+def _private_home(user: str, uid: int) -> str:
+    return "/root" if uid == 0 else f"/home/{user}"
+
+
+def tmp_home(sys_home: str, user: str, uid: int, downloads: bool) -> Home:
+    """A home in a tmpfs: nothing written to it outlives the run."""
+    inside = _private_home(user, uid)
+    options = ["--tmpfs", "/home", "--tmpfs", "/root", "--dir", inside]
+    options += ["--dir", f"{inside}/.cache", "--dir", f"{inside}/.config"]
+    if downloads:
+        options += ["--dir", f"{inside}/Downloads"]
+        options += ["--bind-try", f"{sys_home}/Downloads", f"{inside}/Downloads"]
+    log.info(f"Setting temporary $HOME to: '{inside}'")
+    return Home(inside, "", options, _xauthority(sys_home, inside), False)
+
+
+def sandbox_dir(paths: Paths, name: str) -> str:
+    """SANDBOX_HOME_DIR (created when missing), or an existing sandbox-home/<name>,
+    sandbox-home/<image name> or sandbox-home/Run beside the image; with SANDBOX_HOME=1 or
+    SANDBOX_HOME_DL=1, sandbox-home/<name>, created."""
+    if "0" in (os.environ.get("SANDBOX_HOME"), os.environ.get("SANDBOX_HOME_DL")):
+        return ""
+    chosen = (
+        os.path.abspath(os.environ["SANDBOX_HOME_DIR"])
+        if os.environ.get("SANDBOX_HOME_DIR")
+        else ""
+    )
+    if not chosen:
+        names = [name, *([paths.imagename] if paths.image else []), "Run"]
+        existing = [os.path.join(paths.sandboxhomedir, n) for n in names]
+        chosen = next((path for path in existing if os.path.isdir(path)), "")
+    asked = "1" in (os.environ.get("SANDBOX_HOME"), os.environ.get("SANDBOX_HOME_DL"))
+    if not chosen and asked:
+        chosen = os.path.join(paths.sandboxhomedir, name)
+    if chosen:
+        _make_home(chosen)
+    return chosen
+
+
+def sandbox_home(directory: str, sys_home: str, user: str, uid: int, downloads: bool) -> Home:
+    """A home of its own, kept in directory; the host's homes are hidden."""
+    inside = _private_home(user, uid)
+    options = [] if uid == 0 else ["--tmpfs", "/home", "--dir", inside]
+    options += ["--bind-try", directory, inside]
+    if downloads:
+        options += ["--dir", f"{inside}/Downloads"]
+        options += ["--bind-try", f"{sys_home}/Downloads", f"{inside}/Downloads"]
+    log.info(f"Setting sandbox $HOME to: '{directory}'")
+    return Home(inside, directory, options, _xauthority(sys_home, inside), False)
+
+
 def choose(paths: Paths, name: str, user: str, uid: int) -> Home:
-    """The home of a run: a portable one where asked for, else the host's, seamless."""
-    home = seamless(portable_home(paths, name) or host_home(), user, uid)
+    """The home of a run: temporary, sandbox or portable where asked for, else the host's,
+    seamless."""
+    sys_home = host_home()
     config = portable_config(paths, name)
     if config:
         os.environ["XDG_CONFIG_HOME"] = config
+    if "1" in (os.environ.get("TMP_HOME"), os.environ.get("TMP_HOME_DL")):
+        return tmp_home(sys_home, user, uid, os.environ.get("TMP_HOME_DL") == "1")
+    sandbox = sandbox_dir(paths, name)
+    if sandbox:
+        downloads = os.environ.get("SANDBOX_HOME_DL") == "1"
+        return sandbox_home(sandbox, sys_home, user, uid, downloads)
+    home = seamless(portable_home(paths, name) or sys_home, user, uid)
     if home.source and os.path.exists(home.source) and not os.path.isdir(home.source):
         from runimage.log import Die
 
