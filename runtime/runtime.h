@@ -22,6 +22,7 @@ __attribute__((format(printf, 1, 2))) void warn(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void warn_errno(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) char *xasprintf(const char *fmt, ...);
 void *xmalloc(size_t size);
+void *xcalloc(size_t count, size_t size);
 char *xstrdup(const char *s);
 const char *tmp_dir(void);
 const char *base_name(const char *path);

@@ -4,9 +4,11 @@
  *
  * libsquashfuse keeps its block caches in the sqfs structure without any
  * locking. Lookups, attributes, directories and links go through the one
- * sqfs of the sqfs_ll behind fs_lock. File data is read through a small pool
- * of further sqfs handles on the same image, each with its own lock and
- * caches, so that reads of different blocks decompress in parallel.
+ * sqfs of the sqfs_ll behind fs_lock. Reads find their blocks through a
+ * small pool of further sqfs handles on the same image, each with its own
+ * lock and metadata cache, and take the blocks' data from a cache of
+ * decompressed blocks shared by all threads, so that reads of different
+ * blocks decompress in parallel and no block is decompressed twice at once.
  */
 #define _GNU_SOURCE
 #include "runtime.h"
@@ -225,99 +227,276 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
-#define MAX_SLICES 32
-
-/* Where a read's bytes lie in the library's block caches. */
-struct slices {
-	struct iovec iov[MAX_SLICES];
-	sqfs_off_t pos[MAX_SLICES]; /* data block position; -1 for the fragment */
-	sqfs_block *block[MAX_SLICES];
-	int count;
-	size_t size;
+/*
+ * Decompressed data and fragment blocks, shared by all server threads and
+ * keyed by their position in the image, so that each block is decompressed
+ * once however many threads read it: with caches of their own, concurrent
+ * reads of neighbouring pages (the kernel's read-ahead, small files sharing
+ * a fragment) decompressed the same block several times over.
+ *
+ * A thread that finds a block missing inserts it as loading and decompresses
+ * it without holding the lock; others that want it meanwhile wait for it.
+ * Blocks in use are referenced and never evicted; the least recently used
+ * unreferenced ones go when the cache is full.
+ */
+struct shared_block {
+	sqfs_off_t pos;
+	sqfs_block *block; /* NULL while it is read, or when it could not be */
+	bool loading;
+	unsigned refs;
+	struct shared_block *bucket_next;
+	struct shared_block *older, *newer;
 };
 
-static bool add_slice(struct slices *sl, sqfs_off_t pos, sqfs_block *block, size_t off,
-		      size_t len)
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t loaded;
+	struct shared_block **buckets;
+	size_t bucket_mask;
+	struct shared_block *oldest, *newest;
+	unsigned count, capacity;
+} cache = { .lock = PTHREAD_MUTEX_INITIALIZER, .loaded = PTHREAD_COND_INITIALIZER };
+
+static void cache_init(unsigned capacity)
 {
-	if (sl->count == MAX_SLICES)
+	size_t buckets = 16;
+
+	while (buckets < 2 * (size_t)capacity)
+		buckets *= 2;
+	cache.buckets = xcalloc(buckets, sizeof(*cache.buckets));
+	cache.bucket_mask = buckets - 1;
+	cache.capacity = capacity;
+}
+
+static struct shared_block **cache_bucket(sqfs_off_t pos)
+{
+	return &cache.buckets[((uint64_t)pos * 0x9e3779b97f4a7c15u >> 32) & cache.bucket_mask];
+}
+
+static void lru_unlink(struct shared_block *b)
+{
+	*(b->older ? &b->older->newer : &cache.oldest) = b->newer;
+	*(b->newer ? &b->newer->older : &cache.newest) = b->older;
+	b->older = b->newer = NULL;
+}
+
+static void lru_push_newest(struct shared_block *b)
+{
+	b->older = cache.newest;
+	*(cache.newest ? &cache.newest->newer : &cache.oldest) = b;
+	cache.newest = b;
+}
+
+static void cache_remove(struct shared_block *b)
+{
+	struct shared_block **link = cache_bucket(b->pos);
+
+	while (*link != b)
+		link = &(*link)->bucket_next;
+	*link = b->bucket_next;
+	lru_unlink(b);
+	cache.count--;
+	if (b->block)
+		sqfs_block_dispose(b->block);
+	free(b);
+}
+
+/* Makes room for one more block, where one is unused; the cache may run over meanwhile. */
+static void cache_evict(void)
+{
+	for (struct shared_block *b = cache.oldest; b && cache.count >= cache.capacity;) {
+		struct shared_block *newer = b->newer;
+
+		if (!b->refs && !b->loading)
+			cache_remove(b);
+		b = newer;
+	}
+}
+
+/*
+ * The block at pos, header hdr, decompressed and referenced: see cache_put().
+ * Its block is NULL where it could not be read; NULL when out of memory.
+ */
+static struct shared_block *cache_get(sqfs *fs, sqfs_off_t pos, uint32_t hdr)
+{
+	struct shared_block *b;
+	sqfs_block *block;
+
+	pthread_mutex_lock(&cache.lock);
+	for (b = *cache_bucket(pos); b && b->pos != pos; b = b->bucket_next)
+		;
+	if (b) {
+		b->refs++;
+		lru_unlink(b);
+		lru_push_newest(b);
+		while (b->loading)
+			pthread_cond_wait(&cache.loaded, &cache.lock);
+		pthread_mutex_unlock(&cache.lock);
+		return b;
+	}
+	cache_evict();
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		pthread_mutex_unlock(&cache.lock);
+		return NULL;
+	}
+	b->pos = pos;
+	b->loading = true;
+	b->refs = 1;
+	b->bucket_next = *cache_bucket(pos);
+	*cache_bucket(pos) = b;
+	lru_push_newest(b);
+	cache.count++;
+	pthread_mutex_unlock(&cache.lock);
+
+	/* Only the image's fd, offset and decompressor: safe beside other threads. */
+	if (sqfs_data_block_read(fs, pos, hdr, &block) != SQFS_OK)
+		block = NULL;
+
+	pthread_mutex_lock(&cache.lock);
+	b->block = block;
+	b->loading = false;
+	pthread_cond_broadcast(&cache.loaded);
+	pthread_mutex_unlock(&cache.lock);
+	return b;
+}
+
+static void cache_put(struct shared_block *b)
+{
+	pthread_mutex_lock(&cache.lock);
+	/* A failed read is not kept: the next request tries again. */
+	if (--b->refs == 0 && !b->block)
+		cache_remove(b);
+	pthread_mutex_unlock(&cache.lock);
+}
+
+/* One stretch of a read: len bytes at skip in the block at pos (header hdr), or zeros. */
+struct piece {
+	sqfs_off_t pos;
+	uint32_t hdr;
+	bool hole;
+	size_t skip, len;
+	struct shared_block *shared;
+};
+
+/* This thread's pieces and iovecs, grown as reads need, kept between requests. */
+static __thread struct piece *thread_pieces;
+static __thread struct iovec *thread_iov;
+static __thread size_t thread_piece_room;
+
+static bool reserve_pieces(size_t count)
+{
+	struct piece *pieces;
+	struct iovec *iov;
+
+	if (count <= thread_piece_room)
+		return true;
+	pieces = realloc(thread_pieces, count * sizeof(*pieces));
+	if (pieces)
+		thread_pieces = pieces;
+	iov = realloc(thread_iov, count * sizeof(*iov));
+	if (iov)
+		thread_iov = iov;
+	if (!pieces || !iov)
 		return false;
-	sl->iov[sl->count].iov_base = (char *)block->data + off;
-	sl->iov[sl->count].iov_len = len;
-	sl->pos[sl->count] = pos;
-	sl->block[sl->count] = block;
-	sl->count++;
-	sl->size += len;
+	thread_piece_room = count;
 	return true;
 }
 
 /*
- * The bytes [off, off + size) of a regular file as pointers into the
- * library's block caches, clipped to the end of the file: no copy. False for
- * holes, errors, or more blocks than fit; the caller then copies with
- * sqfs_read_range(), which handles everything. The pointers stay valid until
- * the next call into the library.
+ * Where the bytes [off, off + size) of a regular file lie, clipped to its
+ * end: which blocks, and which bytes of each. Reads the file's block list and
+ * fragment entry, metadata of the handle fs. The number of pieces, 0 at the
+ * end of the file, -1 on errors.
  */
-static bool cached_slices(sqfs *fs, sqfs_inode *inode, sqfs_off_t off, size_t size,
-			  struct slices *sl)
+static int plan_read(sqfs *fs, sqfs_inode *inode, sqfs_off_t off, size_t size)
 {
 	sqfs_off_t file_size = inode->xtra.reg.file_size;
 	size_t block_size = fs->sb.block_size, skip = (size_t)(off % block_size);
-	size_t frag_off, frag_size, take;
+	struct squashfs_fragment_entry frag;
 	sqfs_blocklist bl;
-	sqfs_block *block;
+	int count = 0;
 
-	sl->count = 0;
-	sl->size = 0;
-	if (!S_ISREG(inode->base.mode) || off < 0 || off >= file_size)
-		return false;
+	if (!S_ISREG(inode->base.mode) || off < 0)
+		return -1;
+	if (off >= file_size)
+		return 0;
 	if ((sqfs_off_t)size > file_size - off)
 		size = (size_t)(file_size - off);
-	if (sqfs_blockidx_blocklist(fs, inode, &bl, off) != SQFS_OK)
-		return false;
+	if (!reserve_pieces(size / block_size + 2) ||
+	    sqfs_blockidx_blocklist(fs, inode, &bl, off) != SQFS_OK)
+		return -1;
 	while (size > 0) {
+		struct piece *p = &thread_pieces[count];
+
 		if (bl.remain == 0) {
+			/* The tail of the file, in a fragment block shared with other files. */
 			if (inode->xtra.reg.frag_idx == SQUASHFS_INVALID_FRAG ||
-			    sqfs_frag_block(fs, inode, &frag_off, &frag_size, &block) != SQFS_OK ||
-			    skip + size > frag_size)
-				return false;
-			return add_slice(sl, -1, block, frag_off + skip, size);
+			    sqfs_frag_entry(fs, &frag, inode->xtra.reg.frag_idx) != SQFS_OK)
+				return -1;
+			*p = (struct piece){ .pos = (sqfs_off_t)frag.start_block, .hdr = frag.size,
+					     .skip = inode->xtra.reg.frag_off + skip, .len = size };
+			return count + 1;
 		}
 		if (sqfs_blocklist_next(&bl) != SQFS_OK)
-			return false;
+			return -1;
 		if ((sqfs_off_t)(bl.pos + block_size) <= off)
 			continue;
-		if (bl.input_size == 0 ||
-		    sqfs_data_cache(fs, &fs->data_cache, bl.block, bl.header, &block) != SQFS_OK ||
-		    skip >= block->size)
-			return false;
-		take = block->size - skip < size ? block->size - skip : size;
-		if (!add_slice(sl, (sqfs_off_t)bl.block, block, skip, take))
-			return false;
-		size -= take;
+		*p = (struct piece){ .pos = (sqfs_off_t)bl.block, .hdr = bl.header,
+				     .hole = bl.input_size == 0, .skip = skip,
+				     .len = block_size - skip < size ? block_size - skip : size };
+		size -= p->len;
 		skip = 0;
+		count++;
 	}
-	return true;
+	return count;
 }
 
-/* Whether the data blocks in sl are all still cached: a later one may have evicted an earlier one. */
-static bool slices_cached(sqfs *fs, const struct slices *sl)
-{
-	for (int i = 0; i < sl->count; i++) {
-		sqfs_block_cache_entry *entry;
+/* A block of zeros, for the holes of sparse files. */
+static char *zero_block;
 
-		if (sl->pos[i] < 0)
+/*
+ * Points the iovecs at the pieces' bytes in the shared cache, decompressing
+ * what is missing; false where a block cannot be read or is shorter than the
+ * inode says (a corrupt image). References what it gets: see pieces_put().
+ */
+static bool pieces_get(sqfs *fs, int count)
+{
+	bool ok = true;
+
+	for (int i = 0; i < count; i++) {
+		struct piece *p = &thread_pieces[i];
+		struct iovec *iov = &thread_iov[i];
+
+		p->shared = NULL;
+		iov->iov_len = p->len;
+		if (p->hole) {
+			iov->iov_base = zero_block;
 			continue;
-		entry = sqfs_cache_get(&fs->data_cache, sl->pos[i]);
-		if (!entry || entry->block != sl->block[i])
-			return false;
+		}
+		p->shared = cache_get(fs, p->pos, p->hdr);
+		if (!p->shared || !p->shared->block ||
+		    p->skip + p->len > p->shared->block->size) {
+			ok = false;
+			continue;
+		}
+		iov->iov_base = (char *)p->shared->block->data + p->skip;
 	}
-	return true;
+	return ok;
+}
+
+static void pieces_put(int count)
+{
+	for (int i = 0; i < count; i++)
+		if (thread_pieces[i].shared)
+			cache_put(thread_pieces[i].shared);
 }
 
 /*
- * Handles for file data: each an sqfs of its own on the image's fd (pread is
- * safe to share), with its own caches, used by one request at a time.
- * Inodes are plain positions in the image, valid for every handle.
+ * Handles for file metadata (block lists, fragment entries, inodes): each an
+ * sqfs of its own on the image's fd, with its own metadata cache, used by one
+ * request at a time. Inodes are plain positions in the image, valid for
+ * every handle.
  */
 struct reader {
 	pthread_mutex_t lock;
@@ -326,7 +505,7 @@ struct reader {
 static struct reader *readers;
 static unsigned reader_count;
 static unsigned reader_next;
-/* The handle this thread used last: its caches likely hold what it reads next. */
+/* The handle this thread used last: its cache likely holds what it reads next. */
 static __thread unsigned thread_reader = UINT_MAX;
 
 static struct reader *reader_acquire(void)
@@ -362,56 +541,38 @@ static sqfs_err read_inode(sqfs_ll *ll, sqfs *fs, fuse_ino_t ino, sqfs_inode *in
 	return err;
 }
 
-/* This thread's buffer for replies of up to MAX_WRITE bytes, kept between requests. */
-static __thread char *thread_buf;
-
+/* Sent straight from the shared cache with no copy. */
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	sqfs_ll *ll = server_ll(req);
 	sqfs_inode local, *inode = (sqfs_inode *)(uintptr_t)fi->fh;
-	sqfs_off_t got = size;
-	sqfs_err err = SQFS_OK;
 	uint64_t start = stat_begin();
 	struct reader *r = reader_acquire();
-	struct slices sl;
-	char *buf;
+	int count = -1;
+	size_t sent = 0;
 
 	if (!inode) {
 		inode = &local;
-		err = read_inode(ll, &r->fs, ino, inode);
+		if (read_inode(ll, &r->fs, ino, inode) != SQFS_OK)
+			inode = NULL;
 	}
-	/* Sent straight from the handle's caches, which no other request can change meanwhile. */
-	if (err == SQFS_OK && cached_slices(&r->fs, inode, off, size, &sl) &&
-	    slices_cached(&r->fs, &sl)) {
-		fuse_reply_iov(req, sl.iov, sl.count);
-		pthread_mutex_unlock(&r->lock);
-		stat_end(OP_READ, start, sl.size);
-		if (trace_on)
-			trace("read %lu %lld %zu\n", (unsigned long)ino, (long long)off, size);
-		return;
-	}
-	if (size <= MAX_WRITE && !thread_buf)
-		thread_buf = malloc(MAX_WRITE);
-	buf = size <= MAX_WRITE ? thread_buf : malloc(size);
-	if (!buf) {
-		pthread_mutex_unlock(&r->lock);
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	if (err == SQFS_OK)
-		err = sqfs_read_range(&r->fs, inode, off, &got, buf);
+	if (inode)
+		count = plan_read(&r->fs, inode, off, size);
 	pthread_mutex_unlock(&r->lock);
-	if (err != SQFS_OK)
+
+	if (count < 0 || !pieces_get(&r->fs, count)) {
 		fuse_reply_err(req, EIO);
-	else
-		fuse_reply_buf(req, buf, got);
-	if (buf != thread_buf)
-		free(buf);
-	stat_end(OP_READ, start, err == SQFS_OK ? (uint64_t)got : 0);
+	} else {
+		for (int i = 0; i < count; i++)
+			sent += thread_iov[i].iov_len;
+		fuse_reply_iov(req, thread_iov, count);
+	}
+	if (count > 0)
+		pieces_put(count);
+	stat_end(OP_READ, start, sent);
 	if (trace_on)
-		trace("read %lu %lld %zu copied\n", (unsigned long)ino,
-			(long long)off, size);
+		trace("read %lu %lld %zu\n", (unsigned long)ino, (long long)off, size);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -584,6 +745,10 @@ static const struct fuse_lowlevel_ops server_ops = {
  * data decompresses in parallel. */
 #define DEFAULT_THREADS 4
 
+/* Decompressed blocks kept by default: 16 MiB worth, at least 16 blocks. */
+#define CACHE_BYTES (16u << 20)
+#define CACHE_MIN_BLOCKS 16
+
 void server_config_from_env(struct server_config *cfg)
 {
 	const char *threads = getenv("RUNTIME_FUSE_THREADS");
@@ -592,9 +757,8 @@ void server_config_from_env(struct server_config *cfg)
 	cfg->threads = threads ? atoi(threads) : DEFAULT_THREADS;
 	if (cfg->threads < 1)
 		cfg->threads = 1;
-	cfg->cache_blocks = blocks ? (unsigned)atoi(blocks) : 32;
-	if (cfg->cache_blocks < 1)
-		cfg->cache_blocks = 1;
+	/* 0: by the image's block size, known once it is open. */
+	cfg->cache_blocks = blocks && atoi(blocks) > 0 ? (unsigned)atoi(blocks) : 0;
 }
 
 static void set_caches(sqfs *fs, unsigned md, unsigned data, unsigned frag)
@@ -613,29 +777,25 @@ static void set_caches(sqfs *fs, unsigned md, unsigned data, unsigned frag)
  * 8 (a run of Python importing from the rootfs decompressed the same inode
  * and directory blocks about 200 times over with 8); it reads no file data.
  *
- * One read handle per server thread, with cache_blocks data and fragment
- * blocks shared out among them, and at least as many data blocks as the
- * largest read spans, so that every read can be sent without a copy.
+ * One metadata handle per server thread (at most MAX_READERS); file data
+ * goes through the shared block cache, not the library's caches.
  */
 static void server_open_readers(sqfs_ll *ll, const struct server_config *cfg)
 {
-	unsigned block_size = ll->fs.sb.block_size;
-	unsigned share, data;
+	unsigned blocks = cfg->cache_blocks;
 
+	if (!blocks)
+		blocks = CACHE_BYTES / ll->fs.sb.block_size;
+	cache_init(blocks < CACHE_MIN_BLOCKS ? CACHE_MIN_BLOCKS : blocks);
+	zero_block = xcalloc(1, ll->fs.sb.block_size);
 	set_caches(&ll->fs, MD_CACHE_BLOCKS, 1, 1);
 	reader_count = cfg->threads < MAX_READERS ? (unsigned)cfg->threads : MAX_READERS;
-	share = cfg->cache_blocks / reader_count;
-	if (share < 2)
-		share = 2;
-	data = MAX_WRITE / block_size + 1;
-	if (data < share)
-		data = share;
 	readers = xmalloc(reader_count * sizeof(*readers));
 	for (unsigned i = 0; i < reader_count; i++) {
 		pthread_mutex_init(&readers[i].lock, NULL);
 		if (sqfs_init(&readers[i].fs, ll->fs.fd, ll->fs.offset) != SQFS_OK)
 			die("cannot open the squashfs image for reading");
-		set_caches(&readers[i].fs, READER_MD_BLOCKS, data, share);
+		set_caches(&readers[i].fs, READER_MD_BLOCKS, 1, 1);
 		if (stats_on)
 			readers[i].fs.decompressor = counting_decompressor;
 	}

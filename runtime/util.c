@@ -75,6 +75,15 @@ void *xmalloc(size_t size)
 	return p;
 }
 
+void *xcalloc(size_t count, size_t size)
+{
+	void *p = calloc(count ? count : 1, size ? size : 1);
+
+	if (!p)
+		die("out of memory");
+	return p;
+}
+
 char *xstrdup(const char *s)
 {
 	char *p = strdup(s);

@@ -70,6 +70,12 @@ RUN
 	chmod 555 "$d/config/deep"
 	ln -s ../static/busybox "$d/rootfs/sh"
 	head -c 3000000 /dev/urandom >"$d/rootfs/blob"
+	# Compressible data over several blocks with a fragment tail, and a
+	# sparse file whose zero blocks the image stores as holes.
+	seq 1 400000 >"$d/rootfs/counts"
+	truncate -s 700000 "$d/rootfs/sparse"
+	echo end >>"$d/rootfs/sparse"
+	for i in $(seq 1 40); do echo "small $i" >"$d/rootfs/small$i"; done
 	offset=$(stat -c %s "$RUNTIME")
 	mksquashfs "$d" "$W/img" -root-owned -noappend -comp lz4 -quiet -no-progress \
 		-offset "$offset" >/dev/null || return 1
@@ -123,6 +129,11 @@ if [ $has_fuse = yes ]; then
 		'echo "$1" | grep -q "^RUNDIR=$TMPDIR/\.mount_img\."' _ "$out"
 	check "files are read through the mount" sh -c \
 		'"$1" cat config/deep/er/file | grep -q "^deep$"' _ "$IMG"
+	for f in blob counts sparse small7; do
+		check "$f reads back byte for byte" sh -c \
+			'"$1" cat "rootfs/$2" | tail -n +7 | cmp -s - "$3/RunDir/rootfs/$2"' \
+			_ "$IMG" "$f" "$W"
+	done
 	for st in 0 1 7; do
 		"$IMG" exit $st >/dev/null 2>&1
 		check "exit status $st passes through" test $? = $st
