@@ -219,6 +219,21 @@ def test_killed_build_leaves_no_partial_file(rundir: Path, tmp_path: Path, numbe
         assert list(tmp_path.iterdir()) == []
 
 
+def test_build_removes_partial_files_of_killed_builds(rundir: Path, tmp_path: Path) -> None:
+    """A launcher killed with SIGKILL mid-build leaves '<target>.new<PID>'; the next build of that
+    target removes it, and leaves alone the file of a build that is still running."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = tmp_path / f"img.new{gone.pid}"
+    running = tmp_path / f"img.new{os.getpid()}"
+    stale.write_bytes(b"partial")
+    running.write_bytes(b"in progress")
+    result = run(rundir / "Run", "--run-build", str(tmp_path / "img"), timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img", running.name]
+    assert "interrupted build" in result.stderr
+
+
 def test_build_into_read_only_directory(rundir: Path, tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()

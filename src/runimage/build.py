@@ -222,6 +222,28 @@ def _interrupt(number: int, _frame: object) -> None:
     raise Interrupted(number)
 
 
+def _remove_stale_partials(target: str) -> None:
+    """Removes what builds killed with SIGKILL left: '<target>.new<PID>' of a PID that is gone."""
+    directory, name = os.path.split(target)
+    prefix = name + ".new"
+    for entry in os.listdir(directory or "."):
+        pid = entry[len(prefix) :]
+        if not entry.startswith(prefix) or not pid.isdigit() or _process_exists(int(pid)):
+            continue
+        log.info(f"Removing the partial file of an interrupted build: '{entry}'")
+        _remove(os.path.join(directory, entry))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _check_writable(target: str) -> None:
     directory = os.path.dirname(target)
     if not os.access(directory, os.W_OK | os.X_OK):
@@ -233,6 +255,7 @@ def build(paths: Paths, args: list[str]) -> int:
     log.info("RunImage build")
     request = parse_arguments(args, paths.srcname, os.environ.get("RUNROOTFSTYPE", ""))
     _check_writable(request.target)
+    _remove_stale_partials(request.target)
     mksquashfs = os.environ.get("MKSQFS") or tools.locate(paths, "SYS_MKSQFS", "mksquashfs")
     if not os.access(mksquashfs, os.X_OK):
         raise Die("mksquashfs was not found", hint="install squashfs-tools or use a full RunDir")
