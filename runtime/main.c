@@ -222,6 +222,7 @@ int main(int argc, char **argv)
 	const char *argv0 = argc > 0 ? argv[0] : RUNTIME_NAME;
 	struct image img;
 
+	open_standard_fds();
 	if (strcmp(opt, "--runtime-help") == 0) {
 		print_usage();
 		return 0;

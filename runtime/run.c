@@ -17,13 +17,17 @@ static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
 static volatile pid_t payload_pid;
 
 /*
- * Signals typed at the terminal already reach the launcher, which shares
- * our process group; only signals sent to the runtime itself are passed on.
+ * A Ctrl-C or Ctrl-\ typed at the terminal already reached the launcher,
+ * which shares our process group, so those are not sent twice. Everything
+ * else is passed on: also the SIGHUP of a hangup, which the kernel sends to
+ * the session leader alone (the runtime, in a new terminal or ssh -t).
  */
 static void forward_signal(int sig, siginfo_t *info, void *context)
 {
+	bool typed = info->si_code == SI_KERNEL && (sig == SIGINT || sig == SIGQUIT);
+
 	(void)context;
-	if (payload_pid > 0 && info->si_code != SI_KERNEL)
+	if (payload_pid > 0 && !typed)
 		kill(payload_pid, sig);
 }
 

@@ -21,6 +21,7 @@ __attribute__((noreturn, format(printf, 1, 2))) void die_errno(const char *fmt, 
 __attribute__((format(printf, 1, 2))) void warn(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void warn_errno(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) char *xasprintf(const char *fmt, ...);
+void open_standard_fds(void);
 void *xmalloc(size_t size);
 void *xcalloc(size_t count, size_t size);
 char *xstrdup(const char *s);

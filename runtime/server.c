@@ -349,6 +349,8 @@ static struct shared_block *cache_get(sqfs *fs, sqfs_off_t pos, uint32_t hdr)
 	cache.count++;
 	pthread_mutex_unlock(&cache.lock);
 
+	if (trace_on)
+		trace("block %lld\n", (long long)pos);
 	/* Only the image's fd, offset and decompressor: safe beside other threads. */
 	if (sqfs_data_block_read(fs, pos, hdr, &block) != SQFS_OK)
 		block = NULL;

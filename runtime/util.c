@@ -66,6 +66,26 @@ void warn_errno(const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * A closed stdin, stdout or stderr would be taken by the next file opened
+ * (the image, a pipe) and inherited by the launcher as its own: /dev/null
+ * stands in for each one that is closed, as for a daemon.
+ */
+void open_standard_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		int null;
+
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		null = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+		if (null >= 0 && null != fd) {
+			dup2(null, fd);
+			close(null);
+		}
+	}
+}
+
 void *xmalloc(size_t size)
 {
 	void *p = malloc(size ? size : 1);

@@ -22,6 +22,7 @@
  * Statically linked: it runs on hosts with no libc at all.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,7 +37,13 @@
 /* How long orphans get to end after SIGTERM before SIGKILL, in 10 ms ticks. */
 #define GRACE_TICKS 100
 
+/* How long the launcher gets to end the container after the SIGTERM of an
+   orphaned Run before SIGKILL, in seconds: a little more than the launcher's
+   own grace for the program. */
+#define ORPHANED_GRACE_S 3
+
 static pid_t launcher;
+static pid_t parent_at_start;
 
 static void
 die_errno (const char *what, const char *path)
@@ -66,7 +73,10 @@ find_rundir (const char *argv0, char *rundir, size_t size)
 }
 
 /* Passes a signal on to the launcher. A Ctrl-C typed at the terminal went
-   to the whole foreground process group, the launcher included. */
+   to the whole foreground process group, the launcher included. A SIGTERM
+   once Run's parent is gone (the runtime killed, whose death sends it) must
+   end the container: the launcher gets SIGKILL if it is still there after a
+   grace period, and then what it left gets stopped. */
 static void
 forward (int number)
 {
@@ -74,6 +84,16 @@ forward (int number)
     return;
   if (launcher > 0)
     kill (launcher, number);
+  if (number == SIGTERM && getppid () != parent_at_start)
+    alarm (ORPHANED_GRACE_S);
+}
+
+static void
+kill_launcher (int number)
+{
+  (void) number;
+  if (launcher > 0)
+    kill (launcher, SIGKILL);
 }
 
 /* Stops what the container left when the launcher was killed (processes
@@ -107,6 +127,25 @@ stop_orphans (void)
     }
 }
 
+/* /dev/null stands in for a closed stdin, stdout or stderr, which the
+   launcher's first opened file would otherwise take (and pass on to the
+   program inside as its output). */
+static void
+open_standard_fds (void)
+{
+  for (int fd = 0; fd <= 2; fd++)
+    {
+      if (fcntl (fd, F_GETFD) >= 0 || errno != EBADF)
+        continue;
+      int null = open ("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+      if (null >= 0 && null != fd)
+        {
+          dup2 (null, fd);
+          close (null);
+        }
+    }
+}
+
 static int
 exit_status (int status)
 {
@@ -118,6 +157,7 @@ static int
 watch (const char *python, char **args)
 {
   pid_t run = getpid ();
+  parent_at_start = getppid ();
   prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
   launcher = fork ();
@@ -134,6 +174,12 @@ watch (const char *python, char **args)
       execv (python, args);
       die_errno ("cannot start the launcher's Python", python);
     }
+
+  struct sigaction alarm_action = { 0 };
+  alarm_action.sa_handler = kill_launcher;
+  alarm_action.sa_flags = SA_RESTART;
+  sigemptyset (&alarm_action.sa_mask);
+  sigaction (SIGALRM, &alarm_action, NULL);
 
   struct sigaction action = { 0 };
   action.sa_handler = forward;
@@ -162,6 +208,7 @@ main (int argc, char **argv)
   char script[PATH_MAX + 32];
   const char *argv0 = argc > 0 ? argv[0] : "Run";
 
+  open_standard_fds ();
   find_rundir (argv0, rundir, sizeof rundir);
 
   /* The runtime's RUNDIR may name the mount point through a symlink (a

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,16 @@ def run(
         cwd=cwd,
         input=stdin,
     )
+
+
+def wait_until_gone(pattern: str, seconds: float) -> str:
+    """pgrep -f pattern until it finds nothing or time is up; what it found last."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def require_unprivileged() -> None:

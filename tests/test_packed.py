@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pty
 import shutil
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BUSYBOX_ROOTFS, IMAGE, clean_env, require_unprivileged, run
+from conftest import BUSYBOX_ROOTFS, IMAGE, clean_env, require_unprivileged, run, wait_until_gone
 
 from runimage.build import elf_end
 
@@ -129,6 +130,45 @@ def test_kill_9_leaves_no_mount(image: Path, tmp_path: Path) -> None:
         time.sleep(0.2)
     assert not any(p.startswith(str(tmp_path)) for p in our_mounts())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_kill_9_ends_a_program_that_ignores_sigterm(image: Path) -> None:
+    """Nothing waits for the container once the runtime is gone: a program that ignores the
+    SIGTERM its death sends gets SIGKILL after a grace period."""
+    tag = f"runimage-trap-{os.getpid()}"
+    script = f"trap '' TERM; exec -a {tag} sleep 300"
+    runtime = subprocess.Popen([str(image), "bash", "-c", script], env=clean_env())
+    deadline = time.monotonic() + 60
+    while subprocess.run(["pgrep", "-f", f"^{tag}"], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "the program never started"
+        time.sleep(0.2)
+    runtime.kill()
+    runtime.wait()
+    assert wait_until_gone(f"^{tag}", 15) == ""
+
+
+def test_hangup_of_its_terminal_ends_the_program(image: Path) -> None:
+    """Closing the terminal of which runimage is the session leader (a new terminal window,
+    ssh -t) sends SIGHUP to it alone: it passes it on, and the program ends with 129."""
+    tag = f"runimage-hup-{os.getpid()}"
+    pid, terminal = pty.fork()
+    if pid == 0:
+        argv = [str(image), "bash", "-c", f"exec -a {tag} sleep 300"]
+        os.execve(argv[0], argv, clean_env())
+    deadline = time.monotonic() + 60
+    while subprocess.run(["pgrep", "-f", f"^{tag}"], capture_output=True).returncode != 0:
+        assert time.monotonic() < deadline, "the program never started"
+        time.sleep(0.2)
+    os.close(terminal)
+    deadline = time.monotonic() + 15
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if ended[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert ended[0] == pid, "runimage went on after the hangup"
+    assert os.waitstatus_to_exitcode(ended[1]) == 129
+    assert wait_until_gone(f"^{tag}", 5) == ""
 
 
 def test_truncated_file_fails_cleanly(image: Path, tmp_path: Path) -> None:

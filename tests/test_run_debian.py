@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import clean_env, run, rundir_copy
+from conftest import clean_env, run, rundir_copy, wait_until_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -227,11 +227,12 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize("victim", ["Run", "launcher"])
-def test_killed_launcher_leaves_no_process(run_entry: Path, victim: str) -> None:
+@pytest.mark.parametrize("trap", ["", "trap '' TERM; "])
+def test_killed_launcher_leaves_no_process(run_entry: Path, victim: str, trap: str) -> None:
     """kill -9 of RunDir/Run or of the Python launcher under it: the program and what it
-    started in the background end too."""
-    tag = f"runimage-kill-{victim}-{os.getpid()}"
-    script = f"(exec -a {tag}-bg sleep 300) & exec -a {tag} sleep 300"
+    started in the background end too, also when they ignore SIGTERM."""
+    tag = f"runimage-kill-{victim}-{len(trap)}-{os.getpid()}"
+    script = f"{trap}(exec -a {tag}-bg sleep 300) & exec -a {tag} sleep 300"
     run_process = subprocess.Popen([str(run_entry), "bash", "-c", script], env=clean_env())
     time.sleep(1.5)
     sleeps = f"^{tag}(-bg)? 300$"
@@ -240,9 +241,7 @@ def test_killed_launcher_leaves_no_process(run_entry: Path, victim: str) -> None
     target = run_process.pid if victim == "Run" else _children(run_process.pid)[0]
     os.kill(target, signal.SIGKILL)
     run_process.wait(timeout=30)
-    time.sleep(1.5)
-    left = subprocess.run(["pgrep", "-f", sleeps], capture_output=True, text=True)
-    assert left.stdout == ""
+    assert wait_until_gone(sleeps, 15) == ""
 
 
 def test_autorun_by_link_name(run_entry: Path, tmp_path: Path) -> None:

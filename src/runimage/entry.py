@@ -12,7 +12,8 @@ status = main()
 # teardown of every module and object, which takes milliseconds of each run.
 for stream in (sys.stdout, sys.stderr):
     try:
-        stream.flush()
+        if stream is not None:
+            stream.flush()
     except (OSError, ValueError):
         # A closed pipe or stream: what is left unwritten has no reader.
         pass

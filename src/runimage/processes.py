@@ -27,10 +27,16 @@ else:
     import _signal as signal
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+# Python ignores these for itself; a program inside gets them back at their defaults, so that
+# `yes | head -1` ends quietly, as on the host.
+IGNORED_BY_PYTHON = (signal.SIGPIPE, signal.SIGXFSZ)
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 # How long background processes get to end after SIGTERM before SIGKILL.
 STOP_GRACE_S = 1.0
+# How long the program gets to end after SIGTERM once the launcher's parent is gone (RunDir/Run
+# killed) before SIGKILL: nobody is left to wait for it.
+ORPHANED_GRACE_S = 2
 
 
 def _drop_ambient_capabilities() -> None:
@@ -51,6 +57,7 @@ class Container:
     """A running bwrap, with the pipe on which it reports the pid of the sandboxed program."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.parent = os.getppid()
         self.info_read, info_write = os.pipe()
         self.child_pid = 0
         self.pid = os.fork()
@@ -61,7 +68,7 @@ class Container:
     def _exec(self, argv: list[str], env: dict[str, str], info_write: int) -> None:
         try:
             os.close(self.info_read)
-            for number in FORWARDED:
+            for number in (*FORWARDED, *IGNORED_BY_PYTHON):
                 signal.signal(number, signal.SIG_DFL)
             if os.environ.get("INSIDE_RUNIMAGE") == "1":
                 _drop_ambient_capabilities()
@@ -89,11 +96,15 @@ class Container:
     def forward(self, number: int, _frame: FrameType | None = None) -> None:
         if number == signal.SIGINT and _terminal_sent_it():
             return
-        target = self.sandboxed_pid() or self.pid
-        try:
-            os.kill(target, number)
-        except ProcessLookupError:
-            pass
+        _send(self.sandboxed_pid() or self.pid, number)
+        if number == signal.SIGTERM and os.getppid() != self.parent:
+            # The SIGTERM of RunDir/Run's death: the program must end even if it ignores it.
+            signal.signal(signal.SIGALRM, self._kill)
+            signal.alarm(ORPHANED_GRACE_S)
+
+    def _kill(self, _number: int, _frame: FrameType | None = None) -> None:
+        _send(self.sandboxed_pid() or self.pid, signal.SIGKILL)
+        _send(self.pid, signal.SIGKILL)
 
     def wait(self) -> int:
         """Waits for bwrap; returns its exit status."""
@@ -108,9 +119,17 @@ class Container:
                 except InterruptedError:
                     continue
         finally:
+            signal.alarm(0)
             for number, handler in previous.items():
                 signal.signal(number, handler)
             os.close(self.info_read)
+
+
+def _send(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        pass
 
 
 def _terminal_sent_it() -> bool:
@@ -161,10 +180,7 @@ def stop_leftovers() -> None:
         late = time.monotonic() > deadline
         for pid in pids:
             if late or pid not in sent:
-                try:
-                    os.kill(pid, signal.SIGKILL if late else signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+                _send(pid, signal.SIGKILL if late else signal.SIGTERM)
                 sent.add(pid)
         time.sleep(0.01)
 
