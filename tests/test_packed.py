@@ -259,6 +259,35 @@ def test_killed_build_leaves_no_partial_file(rundir: Path, tmp_path: Path, numbe
         assert list(tmp_path.iterdir()) == []
 
 
+def test_build_on_a_full_disk_keeps_the_old_image(rundir: Path, tmp_path: Path) -> None:
+    """The disk fills up as the runtime is written into the new file (mksquashfs left a hole
+    for it): one error line, a non-zero status, the old image byte-identical, no partial file.
+    The small disk is a tmpfs in a user and mount namespace, where the build runs as root."""
+    reference = tmp_path / "reference"
+    assert run(rundir / "Run", "--run-build", str(reference), timeout=600).returncode == 0
+    size = reference.stat().st_size
+    runtime_size = elf_end(reference.read_bytes()[: 4 * 1024 * 1024])
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    # Room for the old image and the new squashfs, and for half the runtime.
+    room = size + (size - runtime_size) + runtime_size // 2
+    script = (
+        'mount -t tmpfs -o size="$1" tmpfs "$2" && cp "$3" "$2/img" && sha256sum "$2/img" &&'
+        ' ALLOW_ROOT=1 "$4" --run-build "$2/img"; echo "status=$?"; sha256sum "$2/img"; ls -A "$2"'
+    )
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, "sh", str(room), str(disk), str(reference),
+         str(rundir / "Run")],
+        capture_output=True, text=True, timeout=600, env=clean_env(),
+    )  # fmt: skip
+    lines = result.stdout.split("\n")
+    assert lines[0] == lines[2] and lines[0].split()[0] == digest(reference), result.stdout
+    assert lines[1] == "status=127", result.stdout + result.stderr
+    assert lines[3:] == ["img", ""], result.stdout
+    errors = [line for line in result.stderr.splitlines() if "[ ERROR ]" in line]
+    assert len(errors) == 1 and "No space left on device" in errors[0], result.stderr
+
+
 def test_build_removes_partial_files_of_killed_builds(rundir: Path, tmp_path: Path) -> None:
     """A launcher killed with SIGKILL mid-build leaves '<target>.new<PID>'; the next build of that
     target removes it, and leaves alone the file of a build that is still running."""

@@ -7,6 +7,7 @@ complete, so a failed or interrupted build (a full disk, Ctrl-C) leaves the old 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -182,10 +183,23 @@ def _mksquashfs(
 
 
 def _write_runtime(output: str, runtime: bytes) -> None:
+    """Writes the runtime into the room mksquashfs left at the start of the new file. That room
+    is a hole, which takes new disk blocks now: on a full disk the write falls short, and the
+    build fails rather than leave a file that cannot start."""
     descriptor = os.open(output, os.O_WRONLY)
     try:
-        os.pwrite(descriptor, runtime, 0)
+        written = 0
+        while written < len(runtime):
+            count = os.pwrite(descriptor, runtime[written:], written)
+            if count == 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written += count
         os.fsync(descriptor)
+    except OSError as failure:
+        raise Die(
+            f"Cannot write the runtime into '{output}': {failure.strerror}",
+            hint="free some space where the new file goes, or build elsewhere",
+        ) from None
     finally:
         os.close(descriptor)
     os.chmod(output, 0o755)
