@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import pty
@@ -290,17 +291,20 @@ def test_build_on_a_full_disk_keeps_the_old_image(rundir: Path, tmp_path: Path) 
 
 def test_build_removes_partial_files_of_killed_builds(rundir: Path, tmp_path: Path) -> None:
     """A launcher killed with SIGKILL mid-build leaves '<target>.new<PID>'; the next build of that
-    target removes it, and leaves alone the file of a build that is still running."""
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    stale = tmp_path / f"img.new{gone.pid}"
-    running = tmp_path / f"img.new{os.getpid()}"
-    stale.write_bytes(b"partial")
-    running.write_bytes(b"in progress")
-    result = run(rundir / "Run", "--run-build", str(tmp_path / "img"), timeout=600)
+    target removes it. It leaves alone the file of a build still running (locked, maybe from
+    another PID namespace) and a file of that name that no build wrote."""
+    stale = tmp_path / "img.new4242"
+    running = tmp_path / "img.new4343"
+    users = tmp_path / "img.new20241203"
+    stale.write_bytes(bytes(4096) + b"hsqs")
+    running.write_bytes(bytes(4096))
+    users.write_bytes(b"my precious data")
+    with open(running, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run(rundir / "Run", "--run-build", str(tmp_path / "img"), timeout=600)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["img", running.name]
-    assert "interrupted build" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["img", running.name, users.name])
+    assert "Removing the partial file of an interrupted build: 'img.new4242'" in result.stderr
 
 
 def test_build_into_read_only_directory(rundir: Path, tmp_path: Path) -> None:

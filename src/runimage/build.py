@@ -8,9 +8,11 @@ complete, so a failed or interrupted build (a full disk, Ctrl-C) leaves the old 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -236,26 +238,45 @@ def _interrupt(number: int, _frame: object) -> None:
     raise Interrupted(number)
 
 
+def _claim(new: str) -> int:
+    """Creates the new file and locks it for the length of the build: a later build removes a
+    partial file only when no build holds its lock (flock works across PID namespaces, where
+    the PID in the name may belong to a build the later one cannot see)."""
+    descriptor = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    return descriptor
+
+
 def _remove_stale_partials(target: str) -> None:
-    """Removes what builds killed with SIGKILL left: '<target>.new<PID>' of a PID that is gone."""
+    """Removes what builds killed with SIGKILL left: '<target>.new<PID>' files of ours that no
+    build holds and that begin as a build's file does (a hole for the runtime, or the runtime).
+    Anything else of that name is left alone."""
     directory, name = os.path.split(target)
     prefix = name + ".new"
     for entry in os.listdir(directory or "."):
-        pid = entry[len(prefix) :]
-        if not entry.startswith(prefix) or not pid.isdigit() or _process_exists(int(pid)):
-            continue
-        log.info(f"Removing the partial file of an interrupted build: '{entry}'")
-        _remove(os.path.join(directory, entry))
+        if entry.startswith(prefix) and entry[len(prefix) :].isdigit():
+            path = os.path.join(directory, entry)
+            if _is_abandoned_build(path):
+                log.info(f"Removing the partial file of an interrupted build: '{entry}'")
+                _remove(path)
 
 
-def _process_exists(pid: int) -> bool:
+def _is_abandoned_build(path: str) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode) or status.st_uid != os.getuid():
+            return False
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return os.pread(descriptor, 4, 0) in (b"", b"\0\0\0\0", b"\x7fELF")
+    except OSError:
+        # BlockingIOError: a build holds it.
+        return False
+    finally:
+        os.close(descriptor)
 
 
 def _check_writable(target: str) -> None:
@@ -285,7 +306,9 @@ def build(paths: Paths, args: list[str]) -> int:
     new = f"{request.target}.new{os.getpid()}"
     for ending in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(ending, _interrupt)
+    lock = -1
     try:
+        lock = _claim(new)
         _mksquashfs(mksquashfs, source, new, len(runtime), request)
         _write_runtime(new, runtime)
         _replace(new, request.target)
@@ -297,6 +320,9 @@ def build(paths: Paths, args: list[str]) -> int:
     except BaseException:
         _remove(new)
         raise
+    finally:
+        if lock >= 0:
+            os.close(lock)
 
     size_mb = os.path.getsize(request.target) / (1024 * 1024)
     log.info(f"The build is complete! Final size: {size_mb:.1f} MB")
