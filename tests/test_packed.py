@@ -216,6 +216,10 @@ def test_bad_build_arguments_are_refused(rundir: Path, tmp_path: Path) -> None:
     result = run(rundir / "Run", "--run-build", str(tmp_path / "no" / "dir" / "x"))
     assert result.returncode == 127
     assert "build directory does not exist" in result.stderr
+    result = run(rundir / "Run", "--run-build", f"{tmp_path / 'newdir'}/")
+    assert result.returncode == 127
+    assert f"build directory does not exist: '{tmp_path / 'newdir'}'" in result.stderr
+    assert list(tmp_path.iterdir()) == []
     result = run(rundir / "Run", "--run-build", str(tmp_path / "x"), "-zstd", "42")
     assert result.returncode == 127
     assert "Unknown build argument" in result.stderr or "level" in result.stderr

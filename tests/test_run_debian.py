@@ -346,6 +346,43 @@ def test_closed_stdout_is_not_an_error(run_entry: Path) -> None:
         assert result.returncode == 0, (mode, result.stderr)
 
 
+@pytest.mark.parametrize("closed", [">&-", "2>&-", "<&-"])
+def test_closed_standard_streams_keep_the_exit_status(run_entry: Path, closed: str) -> None:
+    for program, status in (("sh -c 'exit 5'", 5), ("true", 0), ("no-such-program", 127)):
+        result = subprocess.run(
+            ["sh", "-c", f'"$0" {program} {closed}; echo "status=$?"', str(run_entry)],
+            capture_output=True, text=True, env=clean_env(), check=False,
+        )  # fmt: skip
+        assert result.stdout.splitlines()[-1] == f"status={status}", (program, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_signals_ignored_by_python_are_default_inside(run_entry: Path) -> None:
+    """SIGPIPE and SIGXFSZ: `yes | head -1` ends quietly, as on the host."""
+    ignored = run(run_entry, "grep", "^SigIgn:", "/proc/self/status").stdout.split()[1]
+    assert int(ignored, 16) & ((1 << (13 - 1)) | (1 << (25 - 1))) == 0
+    result = run(run_entry, "sh", "-c", "yes | head -1")
+    assert result.stdout == "y\n" and result.stderr == "", result.stderr
+
+
+@pytest.mark.parametrize("variable", ["RUN_SHELL", "AUTORUN"])
+def test_unbalanced_quotes_in_a_command_variable(run_entry: Path, variable: str) -> None:
+    result = run(run_entry, "--run-shell", "-c", "true", env=clean_env(**{variable: '"ls'}))
+    assert result.returncode == 127
+    assert f"{variable} is not a valid command line" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_runs_from_a_deleted_working_directory(run_entry: Path, tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    script = 'mkdir "$1" && cd "$1" && rmdir "$1" && "$0" sh -c "exit 3"; echo "status=$?"'
+    result = subprocess.run(
+        ["sh", "-c", script, str(run_entry), str(gone)],
+        capture_output=True, text=True, env=clean_env(), check=False,
+    )  # fmt: skip
+    assert result.stdout.strip() == "status=3", result.stderr
+
+
 def test_home_unset_comes_from_passwd(run_entry: Path) -> None:
     env = clean_env()
     env.pop("HOME", None)

@@ -89,11 +89,17 @@ def _target_path(target: str, srcname: str, compression: str, rootfs_type: str) 
         path = os.path.abspath(name)
     elif os.path.isdir(target):
         path = os.path.join(os.path.abspath(target), name)
-    elif os.path.isdir(os.path.dirname(os.path.abspath(target))):
+    elif not target.endswith("/") and os.path.isdir(os.path.dirname(os.path.abspath(target))):
         path = os.path.abspath(target)
     else:
+        # A trailing slash names a directory to build into: one that does not exist is an error.
+        missing = (
+            os.path.abspath(target)
+            if target.endswith("/")
+            else os.path.dirname(os.path.abspath(target))
+        )
         raise Die(
-            f"The build directory does not exist: '{os.path.dirname(os.path.abspath(target))}'",
+            f"The build directory does not exist: '{missing}'",
             hint="create it first or name another path",
         )
     if flag("BUILD_WITH_EXTENSION"):

@@ -98,9 +98,7 @@ def default_shell(rootfs: str) -> list[str]:
     """RUN_SHELL, else the first of fish, zsh, bash, sh the rootfs has."""
     chosen = os.environ.get("RUN_SHELL", "").strip()
     if chosen:
-        import shlex
-
-        return shlex.split(chosen)
+        return split_command("RUN_SHELL", chosen)
     for name in ("fish", "zsh", "bash", "sh"):
         if os.path.lexists(os.path.join(rootfs, "usr/bin", name)):
             if name == "bash":
@@ -121,9 +119,20 @@ def autorun_command(paths: Paths) -> list[str]:
     autorun = os.environ.get("AUTORUN", "").strip()
     if not autorun:
         return []
+    return split_command("AUTORUN", autorun)
+
+
+def split_command(variable: str, command: str) -> list[str]:
+    """The words of a command line given in a variable, split as a shell would."""
     import shlex
 
-    return shlex.split(autorun)
+    try:
+        return shlex.split(command)
+    except ValueError as failure:
+        raise Die(
+            f"{variable} is not a valid command line: {failure} in {command!r}",
+            hint="balance its quotes",
+        ) from None
 
 
 def config_name(paths: Paths, args: list[str]) -> str:

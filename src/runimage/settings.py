@@ -29,6 +29,15 @@ def read_text(path: str) -> str:
         return ""
 
 
+def absolute(path: str) -> str:
+    """path made absolute; relative as it is where the working directory no longer exists
+    (the kernel still resolves paths from it, os.getcwd() cannot)."""
+    try:
+        return os.path.abspath(path)
+    except FileNotFoundError:
+        return os.path.normpath(path)
+
+
 def which(name: str, path: str, skip: str = "") -> str:
     """The first executable called name on path, leaving out the directory skip."""
     for directory in path.split(":"):
@@ -85,17 +94,17 @@ class Paths:
 
     def _locate_packed(self, environ: dict[str, str]) -> None:
         argv0 = environ["ARGV0"]
-        self.rundir = environ.get("RUNDIR") or os.path.dirname(os.path.abspath(sys.argv[0]))
+        self.rundir = environ.get("RUNDIR") or os.path.dirname(absolute(sys.argv[0]))
         self.image = environ.get("RUNIMAGE") or os.path.realpath(argv0)
         typed = argv0 if "/" in argv0 else which(argv0, self.sys_path) or argv0
-        self.src = os.path.abspath(typed)
+        self.src = absolute(typed)
         self.imagedir = os.path.dirname(self.image)
         self.imagename = os.path.basename(self.image)
 
     def _locate_unpacked(self, environ: dict[str, str]) -> None:
         entry = environ.get("RUNSRC") or os.path.join(environ.get("RUNDIR", ""), "Run")
         typed = entry if "/" in entry else which(entry, self.sys_path) or entry
-        self.src = os.path.abspath(typed)
+        self.src = absolute(typed)
         rundir = environ.get("RUNDIR", "")
         self.rundir = rundir if os.path.isdir(rundir) else os.path.dirname(os.path.realpath(typed))
         self.image = ""
