@@ -121,7 +121,7 @@ static int run_extracted(const struct image *img, int argc, char **argv, const c
 		    tmp_dir(), strerror(errno));
 	remover = spawn_remover(dir, &alive_fd);
 	extract_image(img, dir, NULL);
-	rc = run_payload(img, dir, argc, argv, argv0);
+	rc = run_payload(img, dir, argc, argv, argv0, 0);
 	close(alive_fd);
 	while (waitpid(remover, NULL, 0) < 0 && errno == EINTR)
 		;
@@ -211,7 +211,7 @@ static int mount_and_run(const struct image *img, int argc, char **argv, const c
 		fprintf(stderr, "%s: mounted on %s with %s\n", RUNTIME_NAME, m.point,
 			method_name(m.method));
 	prefetch_start(m.point);
-	rc = run_payload(img, m.point, argc, argv, argv0);
+	rc = run_payload(img, m.point, argc, argv, argv0, m.keeper);
 	mount_release(&m);
 	return rc;
 }

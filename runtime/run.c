@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+/* How long Run gets to end the container after its FUSE server died, in seconds. */
+#define KEEPER_GONE_GRACE_S 5
 static volatile pid_t payload_pid;
 
 /*
@@ -75,9 +77,46 @@ static void exec_payload(const char *rundir, int argc, char **argv, pid_t parent
 	die_errno("cannot run %s", run);
 }
 
-/* Runs <rundir>/Run with argv; returns its exit status, 128+N after signal N. */
+static void kill_payload(int sig)
+{
+	(void)sig;
+	if (payload_pid > 0)
+		kill(payload_pid, SIGKILL);
+}
+
+/*
+ * Waits for Run. Where the FUSE server (keeper) dies first, killed or out
+ * of memory, every file of the container is gone: Run gets SIGTERM, and
+ * SIGKILL after a grace period, and one line says why.
+ */
+static void wait_payload(pid_t pid, pid_t keeper, const struct image *img, int *status)
+{
+	for (;;) {
+		pid_t done = waitpid(keeper > 0 ? -1 : pid, status, 0);
+
+		if (done < 0 && errno == EINTR)
+			continue;
+		if (done < 0)
+			die_errno("waitpid");
+		if (done == pid)
+			return;
+		if (done == keeper) {
+			warn("the FUSE server of %s ended unexpectedly: stopping the container",
+			     img->path);
+			signal(SIGALRM, kill_payload);
+			kill(pid, SIGTERM);
+			alarm(KEEPER_GONE_GRACE_S);
+			keeper = 0;
+		}
+	}
+}
+
+/*
+ * Runs <rundir>/Run with argv; returns its exit status, 128+N after signal N.
+ * keeper is the FUSE server serving rundir, 0 for an extracted copy.
+ */
 int run_payload(const struct image *img, const char *rundir, int argc, char **argv,
-		const char *argv0)
+		const char *argv0, pid_t keeper)
 {
 	sigset_t block, old;
 	pid_t pid, parent = getpid();
@@ -99,10 +138,7 @@ int run_payload(const struct image *img, const char *rundir, int argc, char **ar
 	}
 	payload_pid = pid;
 	sigprocmask(SIG_SETMASK, &old, NULL);
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
-			die_errno("waitpid");
-	}
+	wait_payload(pid, keeper, img, &status);
 	payload_pid = 0;
 	set_forwarding(false);
 	if (WIFSIGNALED(status))

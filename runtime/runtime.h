@@ -82,6 +82,6 @@ void prefetch_start(const char *rundir);
 
 /* run.c: running RunDir/Run */
 int run_payload(const struct image *img, const char *rundir, int argc, char **argv,
-		const char *argv0);
+		const char *argv0, pid_t keeper);
 
 #endif

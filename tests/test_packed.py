@@ -148,6 +148,30 @@ def test_kill_9_ends_a_program_that_ignores_sigterm(image: Path) -> None:
     assert wait_until_gone(f"^{tag}", 15) == ""
 
 
+def test_dead_fuse_server_stops_the_container(image: Path, tmp_path: Path) -> None:
+    """The FUSE server (the runtime's child in a session of its own) killed: the container is
+    stopped at once with one line that says why, and no mount is left."""
+    env = clean_env(TMPDIR=str(tmp_path))
+    runtime = subprocess.Popen(
+        [str(image), "sleep", "300"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not any(p.startswith(str(tmp_path)) for p in our_mounts()):
+        assert time.monotonic() < deadline, "the image was never mounted"
+        time.sleep(0.2)
+    with open(f"/proc/{runtime.pid}/task/{runtime.pid}/children") as file:
+        keeper = next(pid for pid in map(int, file.read().split()) if os.getsid(pid) == pid)
+    os.kill(keeper, signal.SIGKILL)
+    _, errors = runtime.communicate(timeout=30)
+    assert runtime.returncode == 143, errors
+    assert errors.strip().splitlines() == [
+        f"runimage-runtime: warning: the FUSE server of {image} ended unexpectedly:"
+        " stopping the container"
+    ]
+    assert not any(p.startswith(str(tmp_path)) for p in our_mounts())
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_hangup_of_its_terminal_ends_the_program(image: Path) -> None:
     """Closing the terminal of which runimage is the session leader (a new terminal window,
     ssh -t) sends SIGHUP to it alone: it passes it on, and the program ends with 129."""
