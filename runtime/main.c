@@ -213,6 +213,7 @@ static int mount_and_run(const struct image *img, int argc, char **argv, const c
 	prefetch_start(m.point);
 	rc = run_payload(img, m.point, argc, argv, argv0, m.keeper);
 	mount_release(&m);
+	remove_dead_mounts(&m);
 	return rc;
 }
 

@@ -159,11 +159,23 @@ static int wait_status(pid_t pid)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* fusermount's protocol: it mounts, then hands the /dev/fuse fd over a socket. */
+/* The inode of this process's PID namespace: PIDs mean something only within it. */
+static unsigned long pid_namespace(void)
+{
+	struct stat st;
+
+	return stat("/proc/self/ns/pid", &st) == 0 ? (unsigned long)st.st_ino : 0;
+}
+
+/*
+ * fusermount's protocol: it mounts, then hands the /dev/fuse fd over a socket.
+ * The mount's source names the keeper, runimage.<PID namespace>.<PID>, so a
+ * later run can tell a mount whose keeper was killed: see remove_dead_mounts().
+ */
 static int mount_with_helper(const char *helper, const char *point)
 {
-	char *argv[] = { (char *)helper, "-o", "ro,nosuid,nodev,fsname=" FS_NAME ",subtype=runimage",
-			 "--", (char *)point, NULL };
+	char options[128];
+	char *argv[] = { (char *)helper, "-o", options, "--", (char *)point, NULL };
 	char control[CMSG_SPACE(sizeof(int))], byte;
 	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
@@ -173,6 +185,8 @@ static int mount_with_helper(const char *helper, const char *point)
 	pid_t pid;
 	ssize_t n;
 
+	snprintf(options, sizeof(options), "ro,nosuid,nodev,fsname=%s.%lu.%d,subtype=runimage",
+		 FS_NAME, pid_namespace(), (int)getpid());
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sock) < 0)
 		return -1;
 	fcntl(sock[0], F_SETFD, FD_CLOEXEC);
@@ -329,6 +343,95 @@ bool mount_image(const struct image *img, struct mount *m)
 	free(m->point);
 	m->point = NULL;
 	return false;
+}
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo: undone in place. */
+static void unescape_octal(char *s)
+{
+	char *out = s;
+
+	for (; *s; s++, out++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*out = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else {
+			*out = *s;
+		}
+	}
+	*out = '\0';
+}
+
+/* Whether pid has ended: no such process, or a zombie not yet reaped. */
+static bool process_gone(int pid)
+{
+	char path[32], buf[256], *state;
+	ssize_t n;
+	int fd;
+
+	if (kill(pid, 0) < 0)
+		return errno == ESRCH;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	state = strrchr(buf, ')');
+	return state && (state[2] == 'Z' || state[2] == 'X');
+}
+
+/* Whether a mountinfo line is a mount of ours in dir whose keeper (of this PID namespace) is gone. */
+static bool dead_mount(char *line, const char *dir, char **point)
+{
+	char prefix[64], *fields = strstr(line, " - "), *save = NULL, *field;
+	unsigned long ns;
+	int n = 0, pid;
+
+	if (!fields || strncmp(fields + 3, FS_TYPE " ", strlen(FS_TYPE) + 1) != 0)
+		return false;
+	if (sscanf(fields + 3 + strlen(FS_TYPE) + 1, FS_NAME ".%lu.%d ", &ns, &pid) != 2 ||
+	    ns != pid_namespace() || !process_gone(pid))
+		return false;
+	snprintf(prefix, sizeof(prefix), "user_id=%u,", getuid());
+	if (!strstr(fields, prefix))
+		return false;
+	*fields = '\0';
+	for (field = strtok_r(line, " ", &save); field && ++n < 5; field = strtok_r(NULL, " ", &save))
+		;
+	if (!field)
+		return false;
+	unescape_octal(field);
+	*point = field;
+	return strncmp(field, dir, strlen(dir)) == 0 && strncmp(field + strlen(dir), "/.mount_", 8) == 0;
+}
+
+/*
+ * Unmounts and removes the mounts of ours in TMPDIR whose keeper was killed
+ * (with the runtime, both with SIGKILL): nothing was left to unmount them,
+ * and the kernel keeps them, every access failing, until someone does.
+ */
+void remove_dead_mounts(const struct mount *m)
+{
+	FILE *f = m->method == MOUNT_HELPER ? fopen("/proc/self/mountinfo", "re") : NULL;
+	char *line = NULL, *point;
+	size_t size = 0;
+
+	while (f && getline(&line, &size, f) > 0) {
+		struct mount dead = { .method = MOUNT_HELPER, .helper = m->helper };
+
+		if (!dead_mount(line, tmp_dir(), &point))
+			continue;
+		dead.point = point;
+		unmount_lazily(&dead);
+		rmdir(point);
+	}
+	free(line);
+	if (f)
+		fclose(f);
 }
 
 /* Ask the keeper to unmount and wait until the mount point is gone. */

@@ -73,6 +73,7 @@ enum mount_method mount_choose(char **helper);
 enum mount_method mount_fallback(enum mount_method failed);
 bool mount_image(const struct image *img, struct mount *m);
 void mount_release(struct mount *m);
+void remove_dead_mounts(const struct mount *m);
 
 /* extract.c: writing the image to a directory */
 int extract_image(const struct image *img, const char *dest, const char *pattern);

@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import os
 import pty
+import re
 import shutil
 import signal
 import subprocess
@@ -32,8 +33,13 @@ def our_mounts(before: set[str] | None = None) -> set[str]:
     """Mount points of runtime mounts, less those in before (made by others: other users and
     other runs go on beside the tests)."""
     with open("/proc/self/mounts") as file:
-        points = {line.split()[1] for line in file if ".mount_" in line}
+        points = {unescape(line.split()[1]) for line in file if ".mount_" in line}
     return points - (before or set())
+
+
+def unescape(field: str) -> str:
+    """A field of /proc/self/mounts, which writes space, tab, newline and backslash as \\ooo."""
+    return re.sub(r"\\([0-7]{3})", lambda octal: chr(int(octal.group(1), 8)), field)
 
 
 def mount_dirs() -> list[str]:
@@ -148,19 +154,26 @@ def test_kill_9_ends_a_program_that_ignores_sigterm(image: Path) -> None:
     assert wait_until_gone(f"^{tag}", 15) == ""
 
 
-def test_dead_fuse_server_stops_the_container(image: Path, tmp_path: Path) -> None:
-    """The FUSE server (the runtime's child in a session of its own) killed: the container is
-    stopped at once with one line that says why, and no mount is left."""
-    env = clean_env(TMPDIR=str(tmp_path))
+def start_mounted(image: Path, tmpdir: Path) -> tuple[subprocess.Popen[str], int]:
+    """Starts `image sleep 300` with TMPDIR tmpdir; returns it once mounted, and its keeper (the
+    FUSE server: the runtime's child in a session of its own)."""
+    env = clean_env(TMPDIR=str(tmpdir))
     runtime = subprocess.Popen(
         [str(image), "sleep", "300"], env=env, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 60
-    while not any(p.startswith(str(tmp_path)) for p in our_mounts()):
+    while not any(p.startswith(str(tmpdir)) for p in our_mounts()):
         assert time.monotonic() < deadline, "the image was never mounted"
         time.sleep(0.2)
     with open(f"/proc/{runtime.pid}/task/{runtime.pid}/children") as file:
         keeper = next(pid for pid in map(int, file.read().split()) if os.getsid(pid) == pid)
+    return runtime, keeper
+
+
+def test_dead_fuse_server_stops_the_container(image: Path, tmp_path: Path) -> None:
+    """The FUSE server killed: the container is stopped at once with one line that says why,
+    and no mount is left."""
+    runtime, keeper = start_mounted(image, tmp_path)
     os.kill(keeper, signal.SIGKILL)
     _, errors = runtime.communicate(timeout=30)
     assert runtime.returncode == 143, errors
@@ -170,6 +183,22 @@ def test_dead_fuse_server_stops_the_container(image: Path, tmp_path: Path) -> No
     ]
     assert not any(p.startswith(str(tmp_path)) for p in our_mounts())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_next_run_removes_mounts_of_killed_servers(image: Path, tmp_path: Path) -> None:
+    """Runtime and FUSE server both killed with SIGKILL (killall -9): nothing is left to
+    unmount, and the kernel keeps a dead mount; the next run in that TMPDIR removes it."""
+    tmpdir = tmp_path / "tmp dir"
+    tmpdir.mkdir()
+    runtime, keeper = start_mounted(image, tmpdir)
+    os.kill(runtime.pid, signal.SIGKILL)
+    os.kill(keeper, signal.SIGKILL)
+    runtime.communicate(timeout=30)
+    time.sleep(0.5)
+    assert any(p.startswith(str(tmpdir)) for p in our_mounts()), "the dead mount stays"
+    assert run(image, "true", env=clean_env(TMPDIR=str(tmpdir))).returncode == 0
+    assert not any(p.startswith(str(tmpdir)) for p in our_mounts())
+    assert list(tmpdir.iterdir()) == []
 
 
 def test_hangup_of_its_terminal_ends_the_program(image: Path) -> None:
