@@ -195,10 +195,15 @@ def test_next_run_removes_mounts_of_killed_servers(image: Path, tmp_path: Path) 
     os.kill(keeper, signal.SIGKILL)
     runtime.communicate(timeout=30)
     time.sleep(0.5)
-    assert any(p.startswith(str(tmpdir)) for p in our_mounts()), "the dead mount stays"
-    assert run(image, "true", env=clean_env(TMPDIR=str(tmpdir))).returncode == 0
-    assert not any(p.startswith(str(tmpdir)) for p in our_mounts())
-    assert list(tmpdir.iterdir()) == []
+    try:
+        assert any(p.startswith(str(tmpdir)) for p in our_mounts()), "the dead mount stays"
+        assert run(image, "true", env=clean_env(TMPDIR=str(tmpdir))).returncode == 0
+        assert not any(p.startswith(str(tmpdir)) for p in our_mounts())
+        assert list(tmpdir.iterdir()) == []
+    finally:
+        for point in our_mounts():
+            if point.startswith(str(tmpdir)):
+                subprocess.run(["fusermount3", "-u", "-z", point], check=False)
 
 
 def test_hangup_of_its_terminal_ends_the_program(image: Path) -> None:
@@ -247,6 +252,30 @@ def test_build_from_unpacked_rundir(rundir: Path, tmp_path: Path) -> None:
     assert "Final size" in result.stderr
     assert run(target, "cat", "/etc/debian_version").stdout.startswith("12.")
     assert [p.name for p in tmp_path.iterdir()] == ["new"]
+
+
+def test_build_on_a_terminal_shows_a_progress_bar(rundir: Path, tmp_path: Path) -> None:
+    """On a terminal the build draws mksquashfs's bar, not its summary of the filesystem."""
+    pid, terminal = pty.fork()
+    if pid == 0:
+        argv = [str(rundir / "Run"), "--run-build", str(tmp_path / "new")]
+        os.execve(argv[0], argv, clean_env())
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(terminal)
+    text = shown.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    bars = re.findall(r"\] +(\d+)/(\d+) +(\d+)%", text)
+    assert bars and bars[-1][0] == bars[-1][1] and bars[-1][2] == "100", text
+    assert "Filesystem size" not in text and "Number of files" not in text, text
 
 
 def test_build_from_packed_with_zstd(image: Path, tmp_path: Path) -> None:

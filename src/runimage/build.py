@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 import signal
 import stat
@@ -151,10 +152,15 @@ def source_dir(paths: Paths) -> str:
     return paths.rundir
 
 
-def tidy_rootfs(rootfs: str) -> None:
-    """Stamps the build time and empties package caches, where the rootfs is writable."""
+def tidy_rootfs(rootfs: str, packed: bool) -> None:
+    """Stamps the build time and empties package caches, where the rootfs is writable (a packed
+    image's is not, unless in OverlayFS mode: no news, so no warning)."""
     if not os.access(rootfs, os.W_OK):
-        log.warning("The rootfs is read-only: build timestamp and cleanup skipped")
+        skipped = "The rootfs is read-only: build timestamp and cleanup skipped"
+        if packed:
+            log.debug(skipped)
+        else:
+            log.warning(skipped)
         return
     with open(os.path.join(rootfs, ".build"), "w", encoding="utf-8") as file:
         file.write(time.strftime("%y.%m.%d.%H%M%S") + "\n")
@@ -181,13 +187,69 @@ def _mksquashfs(
         "-root-owned", "-no-xattrs", "-noappend", "-mkfs-time", "0",
         *compression_options(request),
     ]  # fmt: skip
-    # A progress bar on a terminal, else only errors.
+    # A progress bar on a terminal, else only errors. mksquashfs draws its bar only on a
+    # terminal and not with -quiet, so on one it writes to a pseudo-terminal of its own, and
+    # _show_progress passes on only the bar.
     terminal = os.isatty(sys.stderr.fileno())
-    command += ["-quiet", "-progress" if terminal else "-no-progress"]
+    command += ["-progress"] if terminal else ["-quiet", "-no-progress"]
     log.debug("running: " + " ".join(command))
-    result = subprocess.run(command, stdout=sys.stderr, check=False, preexec_fn=_die_with_parent)
-    if result.returncode != 0:
-        raise Die(f"mksquashfs failed with status {result.returncode}", hint="see its output above")
+    reader, writer = _pseudo_terminal() if terminal else (-1, sys.stderr.fileno())
+    try:
+        process = subprocess.Popen(command, stdout=writer, preexec_fn=_die_with_parent)
+    finally:
+        if reader >= 0:
+            os.close(writer)
+    try:
+        if reader >= 0:
+            _show_progress(reader)
+        status = process.wait()
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        if reader >= 0:
+            os.close(reader)
+    if status != 0:
+        raise Die(f"mksquashfs failed with status {status}", hint="see its output above")
+
+
+def _pseudo_terminal() -> tuple[int, int]:
+    """A pseudo-terminal as wide as the user's: its reading end and its terminal end."""
+    import termios
+
+    reader, writer = os.openpty()
+    rows, columns, *_ = struct.unpack(
+        "HHHH", fcntl.ioctl(sys.stderr.fileno(), termios.TIOCGWINSZ, bytes(8))
+    )
+    # A terminal that does not know its size says 0 columns: mksquashfs then draws nothing.
+    size = struct.pack("HHHH", rows or 24, columns or 80, 0, 0)
+    fcntl.ioctl(writer, termios.TIOCSWINSZ, size)
+    os.set_inheritable(reader, False)
+    return reader, writer
+
+
+def _show_progress(reader: int) -> None:
+    """Passes mksquashfs's progress bar ('[===/  ] 1802/2551  70%', redrawn after each carriage
+    return) on to stderr, and drops the rest of its output: the summary of the filesystem."""
+    pending = b""
+    shown = False
+    while True:
+        try:
+            chunk = os.read(reader, 4096)
+        except OSError:
+            # EIO: the pseudo-terminal's other end is closed, mksquashfs has ended.
+            break
+        if not chunk:
+            break
+        *pieces, pending = re.split(rb"[\r\n]", pending + chunk)
+        for piece in pieces:
+            if piece.startswith(b"[") and piece.rstrip().endswith(b"%"):
+                sys.stderr.buffer.write(b"\r" + piece)
+                sys.stderr.flush()
+                shown = True
+    if shown:
+        sys.stderr.write("\n")
 
 
 def _write_runtime(output: str, runtime: bytes) -> None:
@@ -307,7 +369,7 @@ def build(paths: Paths, args: list[str]) -> int:
         f"Compression: {request.compression}"
         + (f", level {request.level}" if request.compression == "zstd" else "")
     )
-    tidy_rootfs(os.path.join(source, "rootfs"))
+    tidy_rootfs(os.path.join(source, "rootfs"), packed=bool(paths.image))
     log.info(f"Creating new RunImage: '{request.target}'")
     new = f"{request.target}.new{os.getpid()}"
     for ending in (signal.SIGTERM, signal.SIGHUP):
