@@ -132,6 +132,20 @@ def test_rundir_bind_and_environment(paths: Paths, monkeypatch: pytest.MonkeyPat
     assert "RUNDIR" not in command.env or command.env["RUNDIR"] != "/var/RunDir"
 
 
+def test_tool_variables_name_the_tools_as_seen_inside(
+    paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Packed, the RunDir's host path is a mount point in TMPDIR that the container may not
+    see: BWRAP, MKSQFS, ... name the tools under /var/RunDir; a host tool keeps its path."""
+    monkeypatch.setenv("MKSQFS", f"{paths.rundir}/static/mksquashfs")
+    monkeypatch.setenv("BWRAP", "/usr/bin/bwrap")
+    env = build(paths).env
+    assert env["MKSQFS"] == "/var/RunDir/static/mksquashfs"
+    assert env["BWRAP"] == "/usr/bin/bwrap"
+    monkeypatch.setenv("NO_RUNDIR_BIND", "1")
+    assert build(paths).env["MKSQFS"] == f"{paths.rundir}/static/mksquashfs"
+
+
 def test_private_launcher_variables_do_not_leak(
     paths: Paths, monkeypatch: pytest.MonkeyPatch
 ) -> None:

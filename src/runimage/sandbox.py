@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from runimage import homes, log
+from runimage import homes, log, tools
 from runimage.settings import Identity, Paths, flag
 
 # Where the RunDir is visible inside the container (NO_RUNDIR_BIND=1 disables it).
@@ -274,6 +274,12 @@ def container_env(paths: Paths, home: homes.Home, shell: list[str]) -> dict[str,
             RUNROOTFS=f"{RUNDIR_INSIDE}/rootfs",
             RUNRUNTIME=f"{RUNDIR_INSIDE}/static/runtime",
         )
+        # The portable tools (BWRAP, MKSQFS, ...) as the container sees them: the RunDir's host
+        # path (a mount point in TMPDIR, packed) may not be visible inside.
+        prefix = paths.rundir.rstrip("/") + "/"
+        for variable, _switch, _name in tools.TOOLS:
+            if env.get(variable, "").startswith(prefix):
+                env[variable] = RUNDIR_INSIDE + "/" + env[variable][len(prefix) :]
     return env
 
 
