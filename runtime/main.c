@@ -49,6 +49,8 @@ static void print_usage(void)
 	       "  RUNTIME_NO_READDIRPLUS=1      plain readdir (for measurements)\n"
 	       "  RUNTIME_NO_PREFETCH=1         do not read ahead the files listed in\n"
 	       "                                RunDir/.prefetch while Run starts\n"
+	       "  RUNTIME_NO_PUSH=1             do not store small files in the page\n"
+	       "                                cache before they are read\n"
 	       "  RUNTIME_FUSE_STATS=1|trace    print FUSE requests by kind, decompressed\n"
 	       "                                blocks and server CPU time at unmount;\n"
 	       "                                trace: also every lookup, read, decompression\n"

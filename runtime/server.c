@@ -9,9 +9,12 @@
  * lock and metadata cache, and take the blocks' data from a cache of
  * decompressed blocks shared by all threads, so that reads of different
  * blocks decompress in parallel and no block is decompressed twice at once.
+ * Lookups, listings and reads tell push.c which small files the kernel
+ * knows, so that it can store them in the page cache before they are read.
  */
 #define _GNU_SOURCE
 #include "runtime.h"
+#include "server.h"
 
 #include <errno.h>
 #include <float.h>
@@ -111,7 +114,7 @@ static void stat_end(enum op_kind kind, uint64_t start, uint64_t bytes)
 
 static void stats_print(uint64_t served_ns)
 {
-	uint64_t count = 0, ns = 0;
+	uint64_t count = 0, ns = 0, pushed_files, pushed_bytes;
 	struct rusage usage;
 	struct timespec cpu;
 
@@ -124,6 +127,9 @@ static void stats_print(uint64_t served_ns)
 		count += op_stats[i].count;
 		ns += op_stats[i].ns;
 	}
+	push_stats(&pushed_files, &pushed_bytes);
+	fprintf(stderr, "%s: pushed       %7llu files                 %10llu bytes\n",
+		RUNTIME_NAME, (unsigned long long)pushed_files, (unsigned long long)pushed_bytes);
 	fprintf(stderr, "%s: decompressed %7llu blocks   %9.3f ms %10llu bytes\n", RUNTIME_NAME,
 		(unsigned long long)decompressed.count, decompressed.ns / 1e6,
 		(unsigned long long)decompressed.bytes);
@@ -164,13 +170,56 @@ static sqfs_ll *server_ll(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* The directory entry name in parent: its inode and attributes; 0 or an errno. */
+static int lookup_entry(sqfs_ll *ll, fuse_ino_t parent, const char *name, sqfs_inode *inode,
+			struct fuse_entry_param *e)
+{
+	sqfs_inode dir;
+	sqfs_name namebuf;
+	sqfs_dir_entry entry;
+	bool found = false;
+
+	if (sqfs_ll_inode(ll, &dir, parent) != SQFS_OK)
+		return ENOENT;
+	if (!S_ISDIR(dir.base.mode))
+		return ENOTDIR;
+	sqfs_dentry_init(&entry, namebuf);
+	if (sqfs_dir_lookup(&ll->fs, &dir, name, strlen(name), &entry, &found) != SQFS_OK)
+		return EIO;
+	if (!found)
+		return ENOENT;
+	if (sqfs_inode_get(&ll->fs, inode, sqfs_dentry_inode(&entry)) != SQFS_OK ||
+	    sqfs_stat(&ll->fs, inode, &e->attr) != SQFS_OK)
+		return EIO;
+	e->attr_timeout = e->entry_timeout = ENTRY_TIMEOUT;
+	e->ino = ll->ino_register(ll, &entry);
+	e->attr.st_ino = e->ino;
+	return 0;
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	sqfs_ll *ll = server_ll(req);
 	uint64_t start = stat_begin();
+	struct fuse_entry_param e;
+	struct squashfs_fragment_entry frag;
+	sqfs_inode inode;
+	bool small;
+	int rc;
 
+	memset(&e, 0, sizeof(e));
 	pthread_mutex_lock(&fs_lock);
-	sqfs_ll_op_lookup(req, parent, name);
+	rc = lookup_entry(ll, parent, name, &inode, &e);
+	small = !rc && push_wanted(&inode) &&
+		sqfs_frag_entry(&ll->fs, &frag, inode.xtra.reg.frag_idx) == SQFS_OK;
 	pthread_mutex_unlock(&fs_lock);
+	if (rc)
+		fuse_reply_err(req, rc);
+	else
+		fuse_reply_entry(req, &e);
+	/* Once the kernel knows the inode, before the caller reads it. */
+	if (small)
+		push_after_lookup(e.ino, &inode, &frag);
 	if (trace_on)
 		trace("lookup %lu %s\n", (unsigned long)parent, name);
 	stat_end(OP_LOOKUP, start, 0);
@@ -314,10 +363,10 @@ static void cache_evict(void)
 }
 
 /*
- * The block at pos, header hdr, decompressed and referenced: see cache_put().
+ * The block at pos, header hdr, decompressed and referenced: see block_cache_put().
  * Its block is NULL where it could not be read; NULL when out of memory.
  */
-static struct shared_block *cache_get(sqfs *fs, sqfs_off_t pos, uint32_t hdr)
+struct shared_block *block_cache_get(sqfs *fs, sqfs_off_t pos, uint32_t hdr)
 {
 	struct shared_block *b;
 	sqfs_block *block;
@@ -363,7 +412,29 @@ static struct shared_block *cache_get(sqfs *fs, sqfs_off_t pos, uint32_t hdr)
 	return b;
 }
 
-static void cache_put(struct shared_block *b)
+/* The block at pos, referenced, where the cache holds it read; else NULL. */
+struct shared_block *block_cache_peek(sqfs_off_t pos)
+{
+	struct shared_block *b;
+
+	pthread_mutex_lock(&cache.lock);
+	for (b = *cache_bucket(pos); b && b->pos != pos; b = b->bucket_next)
+		;
+	if (b && !b->loading && b->block)
+		b->refs++;
+	else
+		b = NULL;
+	pthread_mutex_unlock(&cache.lock);
+	return b;
+}
+
+/* Its data, or NULL where it could not be read. */
+const sqfs_block *block_cache_data(const struct shared_block *b)
+{
+	return b->block;
+}
+
+void block_cache_put(struct shared_block *b)
 {
 	pthread_mutex_lock(&cache.lock);
 	/* A failed read is not kept: the next request tries again. */
@@ -476,7 +547,7 @@ static bool pieces_get(sqfs *fs, int count)
 			iov->iov_base = zero_block;
 			continue;
 		}
-		p->shared = cache_get(fs, p->pos, p->hdr);
+		p->shared = block_cache_get(fs, p->pos, p->hdr);
 		if (!p->shared || !p->shared->block ||
 		    p->skip + p->len > p->shared->block->size) {
 			ok = false;
@@ -491,7 +562,7 @@ static void pieces_put(int count)
 {
 	for (int i = 0; i < count; i++)
 		if (thread_pieces[i].shared)
-			cache_put(thread_pieces[i].shared);
+			block_cache_put(thread_pieces[i].shared);
 }
 
 /*
@@ -572,6 +643,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (count > 0)
 		pieces_put(count);
+	if (count > 0 && sent)
+		push_after_read(ino, inode);
 	stat_end(OP_READ, start, sent);
 	if (trace_on)
 		trace("read %lu %lld %zu\n", (unsigned long)ino, (long long)off, size);
@@ -598,9 +671,6 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	free((void *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
-
-/* squashfuse's stat.h is not installed; the function is exported. */
-sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
 
 /* One directory entry for readdir, or with its attributes for readdirplus. */
 static size_t add_entry(fuse_req_t req, sqfs_ll *ll, sqfs_dir_entry *entry, char *pos,
@@ -629,6 +699,8 @@ static size_t add_entry(fuse_req_t req, sqfs_ll *ll, sqfs_dir_entry *entry, char
 	if (fuse_add_direntry_plus(req, NULL, 0, name, &e, next) > size)
 		return size + 1;
 	e.ino = ll->ino_register(ll, entry);
+	/* The kernel knows this inode now: its data may be pushed to it. */
+	push_note(e.ino, &inode);
 	return fuse_add_direntry_plus(req, pos, size, name, &e, next);
 }
 
@@ -868,6 +940,7 @@ int server_run(struct sqfs_ll *ll, int fuse_fd, const struct server_config *cfg,
 	}
 	if (pthread_create(&thread, NULL, watch_parent, &w) != 0)
 		die("cannot start the unmount watcher thread");
+	push_start(w.se, ll);
 	pthread_detach(thread);
 	if (cfg->threads > 1) {
 		loop.max_idle_threads = cfg->threads;
@@ -875,6 +948,7 @@ int server_run(struct sqfs_ll *ll, int fuse_fd, const struct server_config *cfg,
 	} else {
 		rc = fuse_session_loop(w.se);
 	}
+	push_stop();
 	fuse_session_destroy(w.se);
 	if (stats_on)
 		stats_print(now_ns() - mounted);

@@ -471,3 +471,44 @@ def test_parallel_reads_match_the_unpacked_tree(image: Path, rundir: Path) -> No
     assert packed.stdout == unpacked.stdout
     files, digest_line = packed.stdout.splitlines()
     assert int(files) > 1000 and len(digest_line.split()[0]) == 64
+
+
+def pushed_files(stderr: str) -> int:
+    """The number of files the runtime stored in the page cache ahead of their reads, from its
+    RUNTIME_FUSE_STATS report."""
+    found = re.search(r"pushed\s+(\d+) files", stderr)
+    assert found, stderr
+    return int(found.group(1))
+
+
+def test_small_files_pushed_after_a_listing_match_the_unpacked_tree(
+    image: Path, rundir: Path
+) -> None:
+    """Files read one after another after their directory was listed (as tar does) come from
+    the page cache where the runtime pushed them, with the content they have in the RunDir."""
+    script = "cd /usr/lib/python3.11 && find . -type f | sort | xargs sha256sum | sha256sum"
+    packed = run(image, "sh", "-c", script, env=clean_env(RUNTIME_FUSE_STATS="1"), timeout=300)
+    unpacked = run(rundir / "Run", "sh", "-c", script, timeout=300)
+    assert packed.returncode == 0 and unpacked.returncode == 0, packed.stderr + unpacked.stderr
+    assert packed.stdout == unpacked.stdout
+    assert pushed_files(packed.stderr) > 100
+
+
+def test_small_files_pushed_after_a_lookup_match_the_unpacked_tree(
+    image: Path, rundir: Path
+) -> None:
+    """Files opened by path, without a listing (as Python opens its .pyc files), some of them
+    pushed as they are looked up, read as they are in the RunDir; with pushes off, the same."""
+    cache = rundir / "rootfs/usr/lib/python3.11/__pycache__"
+    names = sorted(path.name for path in cache.iterdir() if path.stat().st_size < 65536)
+    assert len(names) > 50
+    script = 'cd /usr/lib/python3.11/__pycache__ && for f in "$@"; do sha256sum "$f"; done'
+    args = ["sh", "-c", script, "sh", *names]
+    packed = run(image, *args, env=clean_env(RUNTIME_FUSE_STATS="1"), timeout=300)
+    unpushed = run(image, *args, env=clean_env(RUNTIME_NO_PUSH="1", RUNTIME_FUSE_STATS="1"))
+    unpacked = run(rundir / "Run", *args, timeout=300)
+    assert packed.returncode == 0 and unpacked.returncode == 0, packed.stderr + unpacked.stderr
+    assert packed.stdout == unpacked.stdout == unpushed.stdout
+    assert len(packed.stdout.splitlines()) == len(names)
+    assert pushed_files(packed.stderr) > 10
+    assert pushed_files(unpushed.stderr) == 0
