@@ -51,6 +51,8 @@ static void print_usage(void)
 	       "                                RunDir/.prefetch while Run starts\n"
 	       "  RUNTIME_NO_PUSH=1             do not store small files in the page\n"
 	       "                                cache before they are read\n"
+	       "  RUNTIME_NO_TWINS=1            identical files stored once keep inode\n"
+	       "                                numbers of their own (no shared pages)\n"
 	       "  RUNTIME_FUSE_STATS=1|trace    print FUSE requests by kind, decompressed\n"
 	       "                                blocks and server CPU time at unmount;\n"
 	       "                                trace: also every lookup, read, decompression\n"

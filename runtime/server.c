@@ -192,7 +192,7 @@ static int lookup_entry(sqfs_ll *ll, fuse_ino_t parent, const char *name, sqfs_i
 	    sqfs_stat(&ll->fs, inode, &e->attr) != SQFS_OK)
 		return EIO;
 	e->attr_timeout = e->entry_timeout = ENTRY_TIMEOUT;
-	e->ino = ll->ino_register(ll, &entry);
+	e->ino = twins_ino(ll, inode, ll->ino_register(ll, &entry));
 	e->attr.st_ino = e->ino;
 	return 0;
 }
@@ -698,7 +698,8 @@ static size_t add_entry(fuse_req_t req, sqfs_ll *ll, sqfs_dir_entry *entry, char
 	/* Entry size first: the kernel counts a lookup only for entries sent. */
 	if (fuse_add_direntry_plus(req, NULL, 0, name, &e, next) > size)
 		return size + 1;
-	e.ino = ll->ino_register(ll, entry);
+	e.ino = twins_ino(ll, &inode, ll->ino_register(ll, entry));
+	e.attr.st_ino = e.ino;
 	/* The kernel knows this inode now: its data may be pushed to it. */
 	push_note(e.ino, &inode);
 	return fuse_add_direntry_plus(req, pos, size, name, &e, next);
@@ -930,6 +931,7 @@ int server_run(struct sqfs_ll *ll, int fuse_fd, const struct server_config *cfg,
 	trace_on = stats_on && strcmp(getenv("RUNTIME_FUSE_STATS"), "trace") == 0;
 	mounted = trace_start = now_ns();
 	server_open_readers(ll, cfg);
+	twins_init();
 	w.se = fuse_session_new(&args, &server_ops, sizeof(server_ops), ll);
 	if (!w.se)
 		return -1;

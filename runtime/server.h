@@ -16,6 +16,10 @@ struct shared_block *block_cache_peek(sqfs_off_t pos);
 const sqfs_block *block_cache_data(const struct shared_block *b);
 void block_cache_put(struct shared_block *b);
 
+/* twins.c: one inode number for identical files stored once */
+void twins_init(void);
+fuse_ino_t twins_ino(sqfs_ll *ll, sqfs_inode *inode, fuse_ino_t ino);
+
 /* push.c: storing small files into the page cache before they are read */
 void push_start(struct fuse_session *se, sqfs_ll *ll);
 void push_note(fuse_ino_t ino, const sqfs_inode *inode);

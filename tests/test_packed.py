@@ -278,12 +278,36 @@ def test_build_on_a_terminal_shows_a_progress_bar(rundir: Path, tmp_path: Path) 
     assert "Filesystem size" not in text and "Number of files" not in text, text
 
 
+# The rootfs's python3.11 and libc, and the launcher's copies of them: the same Debian files.
+TWINS = ("/usr/bin/python3.11", "/var/RunDir/static/.bundle/bin/python3",
+         "/usr/lib/x86_64-linux-gnu/libc.so.6", "/var/RunDir/static/.bundle/lib/libc.so.6")  # fmt: skip
+
+
+def inodes_and_links(image: Path, env: dict[str, str] | None = None) -> list[str]:
+    result = run(image, "stat", "-c", "%i %h", *TWINS, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_launcher_and_rootfs_copies_of_a_file_share_one_inode(image: Path) -> None:
+    """The runtime gives identical files one inode number, so a program of the rootfs finds in
+    the page cache what the launcher read; each still counts one link."""
+    python, python_copy, libc, libc_copy = inodes_and_links(image)
+    assert python == python_copy and libc == libc_copy and python != libc
+    assert python.endswith(" 1") and libc.endswith(" 1")
+    own = inodes_and_links(image, clean_env(RUNTIME_NO_TWINS="1"))
+    assert own[0] != own[1] and own[2] != own[3]
+
+
 def test_build_from_packed_with_zstd(image: Path, tmp_path: Path) -> None:
     target = tmp_path / "rebuilt"
     result = run(image, "--rB", str(target), "-zstd", "3", timeout=600)
     assert result.returncode == 0, result.stderr
     assert "zstd" in result.stderr
     assert run(target, "echo", "rebuilt").stdout.strip() == "rebuilt"
+    # Files that were one inode to the build stay files of their own, not hard links.
+    python, python_copy, _, _ = inodes_and_links(target, clean_env(RUNTIME_NO_TWINS="1"))
+    assert python != python_copy and python.endswith(" 1") and python_copy.endswith(" 1")
 
 
 def test_build_keep_old_and_extension(rundir: Path, tmp_path: Path) -> None:

@@ -185,6 +185,10 @@ def _mksquashfs(
         mksquashfs, source, output,
         "-offset", str(offset),
         "-root-owned", "-no-xattrs", "-noappend", "-mkfs-time", "0",
+        # Identical files are stored once all the same. The runtime gives such twins one inode
+        # number (one copy in the page cache), so a tree it serves shows them as one file, and
+        # without this a rebuild would turn them into hard links.
+        "-no-hardlinks",
         *compression_options(request),
     ]  # fmt: skip
     # A progress bar on a terminal, else only errors. mksquashfs draws its bar only on a
