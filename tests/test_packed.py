@@ -279,8 +279,12 @@ def test_build_on_a_terminal_shows_a_progress_bar(rundir: Path, tmp_path: Path) 
 
 
 # The rootfs's python3.11 and libc, and the launcher's copies of them: the same Debian files.
-TWINS = ("/usr/bin/python3.11", "/var/RunDir/static/.bundle/bin/python3",
-         "/usr/lib/x86_64-linux-gnu/libc.so.6", "/var/RunDir/static/.bundle/lib/libc.so.6")  # fmt: skip
+TWINS = (
+    "/usr/bin/python3.11",
+    "/var/RunDir/static/.bundle/bin/python3",
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/var/RunDir/static/.bundle/lib/libc.so.6",
+)
 
 
 def inodes_and_links(image: Path, env: dict[str, str] | None = None) -> list[str]:
