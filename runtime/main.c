@@ -45,7 +45,7 @@ static void print_usage(void)
 	       "  RUNTIME_EXTRACT_AND_RUN=1     never mount: extract, run, remove\n"
 	       "  RUNTIME_FUSERMOUNT=PATH       the fusermount to use; empty: none\n"
 	       "  RUNTIME_FUSE_THREADS=N        FUSE server threads (4)\n"
-	       "  RUNTIME_CACHE_BLOCKS=N        decompressed blocks kept (16 MiB worth)\n"
+	       "  RUNTIME_CACHE_BLOCKS=N        decompressed blocks kept (4 MiB worth)\n"
 	       "  RUNTIME_NO_READDIRPLUS=1      plain readdir (for measurements)\n"
 	       "  RUNTIME_NO_PREFETCH=1         do not read ahead the files listed in\n"
 	       "                                RunDir/.prefetch while Run starts\n"

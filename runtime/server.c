@@ -820,8 +820,13 @@ static const struct fuse_lowlevel_ops server_ops = {
  * data decompresses in parallel. */
 #define DEFAULT_THREADS 4
 
-/* Decompressed blocks kept by default: 16 MiB worth, at least 16 blocks. */
-#define CACHE_BYTES (16u << 20)
+/*
+ * Decompressed blocks kept by default: 4 MiB worth, at least 16 blocks. Each
+ * block's memory is new to the process until the cache is full and blocks are
+ * recycled; with 16 MiB a start faulted in twice the pages for the same
+ * number of blocks decompressed (about 2 ms more server time at each start).
+ */
+#define CACHE_BYTES (4u << 20)
 #define CACHE_MIN_BLOCKS 16
 
 void server_config_from_env(struct server_config *cfg)
