@@ -12,7 +12,9 @@
  *
  * A file looked up whose fragment block is decompressed already is stored at
  * once by the thread that answered the lookup, ahead of the read that
- * usually follows.
+ * usually follows. Only where the server has other threads: a store waits
+ * for pages under a read in flight (the read-ahead of Run's prefetch, say),
+ * and a lone server thread waiting there would never answer that read.
  *
  * The tables below are kept under push_lock; stores happen without it, so a
  * store that waits for a page under a read in flight never holds up the
@@ -59,6 +61,7 @@ static struct {
 	uint32_t queue_head, queue_len;
 	unsigned busy; /* threads storing now */
 	bool stopped;
+	bool from_lookups; /* the server has threads to spare for stores after lookups */
 	uint64_t files_pushed, bytes_pushed;
 } push;
 
@@ -210,7 +213,7 @@ void push_after_lookup(fuse_ino_t ino, const sqfs_inode *inode,
 	struct shared_block *b;
 	struct small_file *f, copy;
 
-	if (!push_wanted(inode))
+	if (!push.from_lookups || !push_wanted(inode))
 		return;
 	pthread_mutex_lock(&push_lock);
 	f = file_note(ino, inode);
@@ -262,7 +265,7 @@ static void *pusher(void *data)
 	return NULL;
 }
 
-void push_start(struct fuse_session *se, sqfs_ll *ll)
+void push_start(struct fuse_session *se, sqfs_ll *ll, bool from_lookups)
 {
 	size_t buckets = 1024;
 	pthread_t thread;
@@ -274,6 +277,7 @@ void push_start(struct fuse_session *se, sqfs_ll *ll)
 	while (buckets < ll->fs.sb.inodes)
 		buckets *= 2;
 	push.se = se;
+	push.from_lookups = from_lookups;
 	push.block_size = ll->fs.sb.block_size;
 	push.fragment_count = ll->fs.sb.fragments;
 	push.buckets = xcalloc(buckets, sizeof(*push.buckets));

@@ -947,7 +947,8 @@ int server_run(struct sqfs_ll *ll, int fuse_fd, const struct server_config *cfg,
 	}
 	if (pthread_create(&thread, NULL, watch_parent, &w) != 0)
 		die("cannot start the unmount watcher thread");
-	push_start(w.se, ll);
+	/* Stores after lookups only with more than one thread: see push.c. */
+	push_start(w.se, ll, cfg->threads > 1);
 	pthread_detach(thread);
 	if (cfg->threads > 1) {
 		loop.max_idle_threads = cfg->threads;

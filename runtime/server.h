@@ -21,7 +21,7 @@ void twins_init(void);
 fuse_ino_t twins_ino(sqfs_ll *ll, sqfs_inode *inode, fuse_ino_t ino);
 
 /* push.c: storing small files into the page cache before they are read */
-void push_start(struct fuse_session *se, sqfs_ll *ll);
+void push_start(struct fuse_session *se, sqfs_ll *ll, bool from_lookups);
 void push_note(fuse_ino_t ino, const sqfs_inode *inode);
 bool push_wanted(const sqfs_inode *inode);
 void push_after_read(fuse_ino_t ino, const sqfs_inode *inode);

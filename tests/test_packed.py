@@ -479,6 +479,16 @@ def test_runs_without_fusermount(image: Path, tmp_path: Path) -> None:
     assert result.stdout.strip() == "ID=debian", result.stderr
 
 
+def test_one_server_thread_never_waits_on_itself(image: Path) -> None:
+    """With one FUSE thread, a file stored into the page cache after its lookup used to wait
+    for a page under a read (Run's prefetch) that only that thread could answer: the run hung
+    at its end, unkillable, in most starts."""
+    env = clean_env(RUNTIME_FUSE_THREADS="1")
+    for _ in range(5):
+        result = run(image, "python3", "-c", "import json, email", env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+
+
 def test_unusable_tmpdir_is_one_clear_line(image: Path) -> None:
     result = run(image, "true", env=clean_env(TMPDIR="/nonexistent/tmp"))
     assert result.returncode == 127
