@@ -213,10 +213,20 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	small = !rc && push_wanted(&inode) &&
 		sqfs_frag_entry(&ll->fs, &frag, inode.xtra.reg.frag_idx) == SQFS_OK;
 	pthread_mutex_unlock(&fs_lock);
-	if (rc)
-		fuse_reply_err(req, rc);
-	else
+	if (rc == ENOENT) {
+		/*
+		 * A negative entry the kernel keeps: the image never changes, and
+		 * the dynamic loader and Python probe the same missing names
+		 * (glibc-hwcaps, tls, __init__.so) again and again.
+		 */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = ENTRY_TIMEOUT;
 		fuse_reply_entry(req, &e);
+	} else if (rc) {
+		fuse_reply_err(req, rc);
+	} else {
+		fuse_reply_entry(req, &e);
+	}
 	/* Once the kernel knows the inode, before the caller reads it. */
 	if (small)
 		push_after_lookup(e.ino, &inode, &frag);

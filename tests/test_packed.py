@@ -479,6 +479,24 @@ def test_runs_without_fusermount(image: Path, tmp_path: Path) -> None:
     assert result.stdout.strip() == "ID=debian", result.stderr
 
 
+def lookups(stderr: str) -> int:
+    """The number of lookups the runtime served, from its RUNTIME_FUSE_STATS report."""
+    found = re.search(r"fuse lookup\s+(\d+) requests", stderr)
+    assert found, stderr
+    return int(found.group(1))
+
+
+def test_missing_names_are_looked_up_once(image: Path) -> None:
+    """The kernel keeps the answer that a name does not exist (the image never changes): ten
+    probes of one missing name cost one lookup, ten missing names ten."""
+    script = 'for name in "$@"; do test -e "/usr/lib/$name" && exit 9; done; exit 0'
+    env = clean_env(RUNTIME_FUSE_STATS="1")
+    same = run(image, "sh", "-c", script, "sh", *["missing"] * 10, env=env)
+    distinct = run(image, "sh", "-c", script, "sh", *[f"missing{i}" for i in range(10)], env=env)
+    assert same.returncode == 0 and distinct.returncode == 0, same.stderr + distinct.stderr
+    assert lookups(distinct.stderr) - lookups(same.stderr) >= 9
+
+
 def test_one_server_thread_never_waits_on_itself(image: Path) -> None:
     """With one FUSE thread, a file stored into the page cache after its lookup used to wait
     for a page under a read (Run's prefetch) that only that thread could answer: the run hung
