@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -381,6 +382,24 @@ def test_runs_from_a_deleted_working_directory(run_entry: Path, tmp_path: Path) 
         capture_output=True, text=True, env=clean_env(), check=False,
     )  # fmt: skip
     assert result.stdout.strip() == "status=3", result.stderr
+
+
+def test_program_starts_in_the_directory_it_was_started_from(
+    run_entry: Path, tmp_path: Path
+) -> None:
+    result = run(run_entry, "pwd", cwd=tmp_path)
+    assert result.stdout.strip() == str(tmp_path.resolve()), result.stderr
+
+
+def test_directory_the_container_does_not_show_is_never_home(run_entry: Path) -> None:
+    """/var/tmp is the container's own: a program started there used to run in $HOME (bwrap's
+    fallback), where `rm file` removed the home's file. It starts in / with a warning."""
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as outside:
+        result = run(run_entry, "sh", "-c", "pwd; ls", cwd=Path(outside))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "/"
+    assert "bin" in result.stdout.split() and "usr" in result.stdout.split()
+    assert f"does not show {outside}" in result.stderr
 
 
 def test_home_unset_comes_from_passwd(run_entry: Path) -> None:

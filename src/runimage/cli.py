@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from runimage import homes, log, processes, rcfg, sandbox, settings, tools, userns
+from runimage import homes, log, processes, rcfg, sandbox, settings, tools, userns, workdir
 from runimage.log import Die
 from runimage.settings import Identity, Paths, flag
 
@@ -179,7 +179,10 @@ class Launch:
             extra = [*self.config.bwrap_args, *self.config.exec_args]
             if not extra and not command[0].startswith("-"):
                 self._check_program(command[0], bwrap.env["PATH"])
-            return processes.run(bwrap.argv([*extra, *command]), bwrap.env)
+            chdir, unseen = workdir.chdir_options([*bwrap.options, *extra, *command])
+            if unseen:
+                log.warning(f"The container does not show {unseen}: the program starts in /")
+            return processes.run(bwrap.argv([*chdir, *extra, *command]), bwrap.env)
         finally:
             for path in scratch:
                 try:

@@ -1,0 +1,78 @@
+"""Where the program starts inside the container, worked out from the bwrap options."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from test_sandbox import SWITCHES, build
+
+from runimage import workdir
+from runimage.settings import Paths
+
+HOME_SHARED = ["--bind-try", "/rootfs", "/", "--bind-try", "/home", "/home", "--tmpfs", "/root"]
+
+
+@pytest.fixture(autouse=True)
+def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("QUIET_MODE", "1")
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    rundir = tmp_path / "RunDir"
+    (rundir / "rootfs" / "usr" / "bin").mkdir(parents=True)
+    (rundir / "rootfs" / "etc").mkdir()
+    return Paths({"RUNDIR": str(rundir), "RUNSRC": str(rundir / "Run"), "PATH": "/usr/bin"})
+
+
+def test_every_option_of_the_launcher_is_understood(paths: Paths) -> None:
+    options = build(paths).options
+    found, chooses, end = workdir.mounts([*options, "program", "--bind", "/x", "/y"])
+    assert end == len(options) and not chooses
+    assert ("/", paths.rootfs) in found and ("/tmp", "/tmp") in found
+
+
+def test_a_shared_directory_keeps_its_path() -> None:
+    found, _, _ = workdir.mounts(HOME_SHARED)
+    assert workdir.inside_path("/home/ann/project", found) == "/home/ann/project"
+
+
+def test_a_directory_under_the_rootfs_mount_is_not_the_hosts() -> None:
+    found, _, _ = workdir.mounts(HOME_SHARED)
+    assert workdir.inside_path("/opt/project", found) is None
+    assert workdir.inside_path("/rootfs/etc", found) == "/etc"
+
+
+def test_a_tmpfs_over_a_shared_directory_hides_it() -> None:
+    options = [*HOME_SHARED, "--tmpfs", "/home", "--bind-try", "/data/ann", "/home/ann"]
+    found, _, _ = workdir.mounts(options)
+    assert workdir.inside_path("/home/bob", found) is None
+    assert workdir.inside_path("/data/ann/src", found) == "/home/ann/src"
+
+
+def test_the_rundir_is_found_at_var_rundir() -> None:
+    found, _, _ = workdir.mounts([*HOME_SHARED, "--bind-try", "/tmp/.mount_x", "/var/RunDir"])
+    assert workdir.inside_path("/tmp/.mount_x/static", found) == "/var/RunDir/static"
+
+
+def test_users_chdir_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert workdir.chdir_options([*HOME_SHARED, "--chdir", "/srv", "ls"]) == ([], "")
+
+
+def test_unseen_directory_starts_in_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir("/usr/share")
+    assert workdir.chdir_options([*HOME_SHARED, "ls"]) == (["--chdir", "/"], "/usr/share")
+    monkeypatch.chdir("/")
+    assert workdir.chdir_options([*HOME_SHARED, "ls"]) == (["--chdir", "/"], "")
+
+
+def test_users_binds_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    here = os.getcwd()
+    options = ["--bind-try", "/rootfs", "/", "--ro-bind", here, "/work", "ls"]
+    assert workdir.chdir_options(options) == (["--chdir", "/work"], "")
