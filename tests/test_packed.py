@@ -335,12 +335,14 @@ def test_bad_build_arguments_are_refused(rundir: Path, tmp_path: Path) -> None:
     assert "Unknown build argument" in result.stderr or "level" in result.stderr
 
 
-def start_build(rundir: Path, target: Path) -> subprocess.Popen[bytes]:
-    """Starts a slow (xz) build of target and returns once its new file is being written."""
+def start_build(rundir: Path, target: Path, own_group: bool = False) -> subprocess.Popen[bytes]:
+    """Starts a slow (xz) build of target and returns once its new file is being written; with
+    own_group, in a process group of its own."""
     build = subprocess.Popen(
         [str(rundir / "Run"), "--run-build", str(target), "-xz"],
         env=clean_env(),
         stderr=subprocess.PIPE,
+        start_new_session=own_group,
     )
     deadline = time.monotonic() + 60
     while not list(target.parent.glob(f"{target.name}.new*")) and time.monotonic() < deadline:
@@ -360,6 +362,19 @@ def test_interrupted_build_keeps_old_image(rundir: Path, tmp_path: Path) -> None
     assert "interrupted" in build.stderr.read().decode()
     assert digest(target) == before
     assert [p.name for p in tmp_path.iterdir()] == ["runimage-old"]
+
+
+def test_build_ended_by_its_process_group_is_one_line(rundir: Path, tmp_path: Path) -> None:
+    """SIGTERM to the group (mksquashfs, the launcher, and Run, which passes it on to the
+    launcher) ends the build with one message and 128+15, leaving no partial file."""
+    target = tmp_path / "runimage-group"
+    build = start_build(rundir, target, own_group=True)
+    os.killpg(build.pid, signal.SIGTERM)
+    assert build.wait(timeout=60) == 143
+    assert build.stderr is not None
+    text = build.stderr.read().decode()
+    assert "Traceback" not in text and "interrupted" in text, text
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGKILL])

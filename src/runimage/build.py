@@ -306,7 +306,18 @@ class Interrupted(BaseException):
         self.number = number
 
 
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _ignore_endings() -> None:
+    """One ending is enough: a second one (a signal to the process group arrives from the
+    terminal and again from Run, which passes it on) must not cut the clean-up short."""
+    for ending in (*ENDING_SIGNALS, signal.SIGINT):
+        signal.signal(ending, signal.SIG_IGN)
+
+
 def _interrupt(number: int, _frame: object) -> None:
+    _ignore_endings()
     raise Interrupted(number)
 
 
@@ -376,7 +387,7 @@ def build(paths: Paths, args: list[str]) -> int:
     tidy_rootfs(os.path.join(source, "rootfs"), packed=bool(paths.image))
     log.info(f"Creating new RunImage: '{request.target}'")
     new = f"{request.target}.new{os.getpid()}"
-    for ending in (signal.SIGTERM, signal.SIGHUP):
+    for ending in ENDING_SIGNALS:
         signal.signal(ending, _interrupt)
     lock = -1
     try:
@@ -385,6 +396,7 @@ def build(paths: Paths, args: list[str]) -> int:
         _write_runtime(new, runtime)
         _replace(new, request.target)
     except (KeyboardInterrupt, Interrupted) as stop:
+        _ignore_endings()
         _remove(new)
         number = stop.number if isinstance(stop, Interrupted) else int(signal.SIGINT)
         message = "The build was interrupted: the old file is unchanged"
