@@ -87,10 +87,13 @@ static void kill_payload(int sig)
 /*
  * Waits for Run. Where the FUSE server (keeper) dies first, killed or out
  * of memory, every file of the container is gone: Run gets SIGTERM, and
- * SIGKILL after a grace period, and one line says why.
+ * SIGKILL after a grace period, one line says why, and the run fails as the
+ * runtime's own failure; returns whether that happened.
  */
-static void wait_payload(pid_t pid, pid_t keeper, const struct image *img, int *status)
+static bool wait_payload(pid_t pid, pid_t keeper, const struct image *img, int *status)
 {
+	bool keeper_gone = false;
+
 	for (;;) {
 		pid_t done = waitpid(keeper > 0 ? -1 : pid, status, 0);
 
@@ -99,10 +102,11 @@ static void wait_payload(pid_t pid, pid_t keeper, const struct image *img, int *
 		if (done < 0)
 			die_errno("waitpid");
 		if (done == pid)
-			return;
+			return keeper_gone;
 		if (done == keeper) {
-			warn("the FUSE server of %s ended unexpectedly: stopping the container",
-			     img->path);
+			complain("the FUSE server of %s ended unexpectedly: stopping the container",
+				 img->path);
+			keeper_gone = true;
 			signal(SIGALRM, kill_payload);
 			kill(pid, SIGTERM);
 			alarm(KEEPER_GONE_GRACE_S);
@@ -120,6 +124,7 @@ int run_payload(const struct image *img, const char *rundir, int argc, char **ar
 {
 	sigset_t block, old;
 	pid_t pid, parent = getpid();
+	bool keeper_gone;
 	int status;
 
 	set_payload_env(img, rundir, argv0);
@@ -138,9 +143,11 @@ int run_payload(const struct image *img, const char *rundir, int argc, char **ar
 	}
 	payload_pid = pid;
 	sigprocmask(SIG_SETMASK, &old, NULL);
-	wait_payload(pid, keeper, img, &status);
+	keeper_gone = wait_payload(pid, keeper, img, &status);
 	payload_pid = 0;
 	set_forwarding(false);
+	if (keeper_gone)
+		return EXIT_RUNTIME;
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WEXITSTATUS(status);

@@ -18,6 +18,8 @@
 /* util.c: messages and small helpers */
 __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...);
 __attribute__((noreturn, format(printf, 1, 2))) void die_errno(const char *fmt, ...);
+/* An error line without exiting. */
+__attribute__((format(printf, 1, 2))) void complain(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void warn(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) void warn_errno(const char *fmt, ...);
 __attribute__((format(printf, 1, 2))) char *xasprintf(const char *fmt, ...);

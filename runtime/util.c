@@ -47,6 +47,15 @@ void die_errno(const char *fmt, ...)
 	exit(EXIT_RUNTIME);
 }
 
+void complain(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmessage("", fmt, ap, 0);
+	va_end(ap);
+}
+
 void warn(const char *fmt, ...)
 {
 	va_list ap;
