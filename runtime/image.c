@@ -15,6 +15,8 @@
 
 #define SQUASHFS_MAGIC_LE 0x73717368u
 #define NO_TABLE UINT64_MAX
+/* The most bytes an image may hold after the start of its last table (its index). */
+#define MAX_LAST_TABLE (1u << 20)
 
 void image_locate(struct image *img)
 {
@@ -63,6 +65,26 @@ static const char *table_error(const struct squashfs_super_block *sb, uint64_t a
 	return NULL;
 }
 
+/*
+ * mksquashfs writes its tables last: the image ends shortly after the last
+ * of them starts. A size far beyond that (or before it) is a damaged
+ * superblock, not a file cut short.
+ */
+static bool size_agrees_with_tables(const struct squashfs_super_block *sb)
+{
+	const uint64_t tables[] = {
+		le64toh(sb->inode_table_start),  le64toh(sb->directory_table_start),
+		le64toh(sb->id_table_start),     le64toh(sb->fragment_table_start),
+		le64toh(sb->lookup_table_start), le64toh(sb->xattr_id_table_start),
+	};
+	uint64_t used = le64toh(sb->bytes_used), last = 0;
+
+	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
+		if (tables[i] != NO_TABLE && tables[i] > last)
+			last = tables[i];
+	return used > last && used - last <= MAX_LAST_TABLE;
+}
+
 /* One line and exit 127 for anything that is not a sound squashfs image. */
 void image_check(const struct image *img)
 {
@@ -92,6 +114,9 @@ void image_check(const struct image *img)
 	    (1u << le16toh(sb.block_log)) != block_size)
 		die("%s: squashfs superblock is corrupt (block size %u)", img->path, block_size);
 	used = le64toh(sb.bytes_used);
+	if (used > avail && !size_agrees_with_tables(&sb))
+		die("%s: squashfs superblock is corrupt: its size (%llu bytes) does not agree with "
+		    "its tables", img->path, (unsigned long long)used);
 	if (used > avail)
 		die("%s: image truncated: %llu of %llu bytes present", img->path,
 		    (unsigned long long)avail, (unsigned long long)used);

@@ -189,7 +189,11 @@ if [ $has_fuse = yes ]; then
 	"$IMG" sleep 30 >"$W/out" 2>&1 &
 	pid=$!
 	wait_mounted "$W/out"
-	for c in $(ps -o pid= --ppid $pid); do kill -KILL $c; done
+	# Run alone: the runtime's other child, the FUSE server, has a session of its own.
+	sid=$(ps -o sid= -p $pid | tr -d " ")
+	for c in $(ps -o pid=,sid= --ppid $pid | awk -v sid=$sid '$2 == sid { print $1 }'); do
+		kill -KILL $c
+	done
 	wait $pid
 	rc=$?
 	check "kill -9 of Run: runtime returns 137" test $rc = 137
@@ -300,6 +304,9 @@ damage() { # damage NAME: a copy of the image in $W/bad, damaged
 	magic) printf 'XXXX' | dd of="$W/bad" bs=1 seek="$OFFSET" conv=notrunc status=none ;;
 	tables) printf '\377\377\377\177' | dd of="$W/bad" bs=1 seek=$((OFFSET + 64)) \
 		conv=notrunc status=none ;;
+	size) # a size far beyond the tables: damaged, not cut short
+		printf '\377\377\377\377\377\377\377\177' |
+			dd of="$W/bad" bs=1 seek=$((OFFSET + 40)) conv=notrunc status=none ;;
 	inodes) # garbage over the start of the inode table
 		it=$(od -An -t u8 -j $((OFFSET + 64)) -N 8 "$IMG" | tr -d ' ')
 		printf '\377\377\377\377\377\377\377\377' |
@@ -310,13 +317,17 @@ damage() { # damage NAME: a copy of the image in $W/bad, damaged
 			dd of="$W/bad" bs=1 seek=$((OFFSET + ft)) conv=notrunc status=none ;;
 	esac
 }
-for kind in half bare magic tables inodes fragments; do
+for kind in half bare magic tables size inodes fragments; do
 	damage $kind
 	timeout 20 "$W/bad" exit 0 >"$W/out" 2>"$W/err"
 	rc=$?
 	check "damaged file ($kind): one error line, exit 127" sh -c \
 		'[ $1 = 127 ] && [ "$(wc -l <"$2")" = 1 ] && ! [ -s "$3" ]' _ $rc "$W/err" "$W/out"
 	diag "$W/err"
+	case $kind in
+	half) check "a file cut short is called truncated" grep -q "image truncated" "$W/err" ;;
+	size) check "a damaged size is called corrupt" grep -q "superblock is corrupt" "$W/err" ;;
+	esac
 done
 check "damaged files leave nothing behind" leftovers
 
