@@ -322,6 +322,15 @@ def test_build_keep_old_and_extension(rundir: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.lz4.debian", "img.lz4.debian.old"]
 
 
+def test_build_through_a_link_replaces_what_it_points_to(rundir: Path, tmp_path: Path) -> None:
+    (tmp_path / "versions").mkdir()
+    link = tmp_path / "current"
+    link.symlink_to("versions/runimage-2")
+    assert run(rundir / "Run", "--run-build", str(link), timeout=600).returncode == 0
+    assert link.is_symlink() and os.readlink(link) == "versions/runimage-2"
+    assert run(link, "echo", "built").stdout.strip() == "built"
+
+
 def test_bad_build_arguments_are_refused(rundir: Path, tmp_path: Path) -> None:
     result = run(rundir / "Run", "--run-build", str(tmp_path / "no" / "dir" / "x"))
     assert result.returncode == 127

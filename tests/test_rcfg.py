@@ -89,3 +89,13 @@ def test_syntax_error_names_the_line(configured: Path) -> None:
     result = run(configured / "Run", "true")
     assert result.returncode == 127
     assert "Run.rcfg: line" in result.stderr
+
+
+@pytest.mark.parametrize("chosen", ["missing.rcfg", "/etc/passwd", "/tmp"])
+def test_runimage_config_that_is_no_config_file_is_refused(configured: Path, chosen: str) -> None:
+    """Settings asked for in a file that cannot be read must not go quietly unapplied."""
+    (configured.parent / "Run.rcfg").write_text("WHICH=run\n")
+    result = run(configured / "Run", "true", env=clean_env(RUNIMAGE_CONFIG=chosen))
+    assert result.returncode == 127
+    assert f"RUNIMAGE_CONFIG '{chosen}'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

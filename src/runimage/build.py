@@ -106,7 +106,8 @@ def _target_path(target: str, srcname: str, compression: str, rootfs_type: str) 
     if flag("BUILD_WITH_EXTENSION"):
         extension = {"zstd": ".zst", "xz": ".xz", "lz4": ".lz4"}[compression]
         path += extension + (f".{rootfs_type}" if rootfs_type else "")
-    return path
+    # A link to an image: the file it points to is built anew, and the link kept.
+    return os.path.realpath(path) if os.path.islink(path) else path
 
 
 def compression_options(request: BuildRequest) -> list[str]:

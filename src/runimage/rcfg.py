@@ -65,7 +65,12 @@ def external_file(paths: Paths, name: str) -> str:
     if chosen.endswith(".rcfg") and os.path.isfile(chosen):
         return chosen
     if chosen:
-        log.warning(f"RUNIMAGE_CONFIG '{chosen}' is not a .rcfg file: looking beside the image")
+        # What was asked for (NO_NET=1, say) must not go quietly unapplied.
+        what = "does not exist" if not os.path.exists(chosen) else "is not a .rcfg file"
+        raise Die(
+            f"RUNIMAGE_CONFIG '{chosen}' {what}",
+            hint="name a .rcfg file, or set RUNIMAGE_CONFIG=0 to read none",
+        )
     candidates = [
         os.path.join(paths.imagedir, f"{name}.rcfg"),
         os.path.join(paths.configdir, f"{name}.rcfg"),
@@ -112,7 +117,8 @@ def load(paths: Paths, name: str) -> Config:
         detail = result.stderr.decode(errors="replace").strip().splitlines()
         raise Die(
             f"Cannot read the configuration file {' '.join(config.files)}",
-            hint=detail[-1] if detail else f"it ended with status {result.returncode}",
+            hint=(detail[-1] if detail else f"it ended with status {result.returncode}")
+            + "; fix it, or set RUNIMAGE_CONFIG=0 to read none",
         )
     if result.stderr:
         sys.stderr.write(result.stderr.decode(errors="replace"))
