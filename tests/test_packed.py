@@ -178,8 +178,7 @@ def test_dead_fuse_server_stops_the_container(image: Path, tmp_path: Path) -> No
     _, errors = runtime.communicate(timeout=30)
     assert runtime.returncode == 127, errors
     assert errors.strip().splitlines() == [
-        f"runimage-runtime: the FUSE server of {image} ended unexpectedly:"
-        " stopping the container"
+        f"runimage-runtime: the FUSE server of {image} ended unexpectedly: stopping the container"
     ]
     assert not any(p.startswith(str(tmp_path)) for p in our_mounts())
     assert list(tmp_path.iterdir()) == []
