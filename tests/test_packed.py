@@ -63,6 +63,14 @@ def test_run_shell_cat_os_release(image: Path) -> None:
     assert 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"' in result.stdout, result.stderr
 
 
+def test_link_named_htop_runs_htop(image: Path, tmp_path: Path) -> None:
+    """The README's example: ln -s runimage htop && ./htop."""
+    link = tmp_path / "htop"
+    link.symlink_to(image)
+    result = run(link, "--version")
+    assert result.returncode == 0 and result.stdout.startswith("htop "), result.stderr
+
+
 def test_runtime_offset_agrees_with_unsquashfs(image: Path) -> None:
     offset = run(image, "--runtime-offset").stdout.strip()
     with open(image, "rb") as file:
