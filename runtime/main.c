@@ -114,21 +114,34 @@ static pid_t spawn_remover(const char *dir, int *alive_fd)
 	return pid;
 }
 
+/* The process that removes the extracted copy, and the pipe whose closing starts it. */
+static pid_t remover = -1;
+static int remover_fd = -1;
+
+/* Also at exit after die(): the copy is gone before the runtime ends, not a moment later. */
+static void finish_removal(void)
+{
+	if (remover < 0)
+		return;
+	close(remover_fd);
+	while (waitpid(remover, NULL, 0) < 0 && errno == EINTR)
+		;
+	remover = -1;
+}
+
 static int run_extracted(const struct image *img, int argc, char **argv, const char *argv0)
 {
 	char *dir = xasprintf("%s/.runimage_extract.XXXXXX", tmp_dir());
-	int alive_fd, rc;
-	pid_t remover;
+	int rc;
 
 	if (!mkdtemp(dir))
 		die("cannot create a directory in %s: %s (set TMPDIR to a directory you can write to)",
 		    tmp_dir(), strerror(errno));
-	remover = spawn_remover(dir, &alive_fd);
+	remover = spawn_remover(dir, &remover_fd);
+	atexit(finish_removal);
 	extract_image(img, dir, NULL);
 	rc = run_payload(img, dir, argc, argv, argv0, 0);
-	close(alive_fd);
-	while (waitpid(remover, NULL, 0) < 0 && errno == EINTR)
-		;
+	finish_removal();
 	free(dir);
 	return rc;
 }

@@ -276,6 +276,20 @@ check "RUNTIME_EXTRACT_AND_RUN=1 runs from an extracted copy" sh -c \
 check "--runtime-extract-and-run passes status, removes the copy" sh -c '[ $1 = 3 ]' _ $?
 check "extract-and-run leaves nothing behind" leftovers
 
+if [ $has_bwrap = yes ]; then
+	# A disk too small for the copy: one error line, and the partial copy gone by the time
+	# the runtime ends (a tmpfs of 1 MiB in a user and mount namespace).
+	mkdir -p "$W/small"
+	out=$(bwrap --unshare-user --dev-bind / / --size 1048576 --tmpfs "$W/small" sh -c \
+		'TMPDIR=$2 "$1" --runtime-extract-and-run exit 0; echo "rc=$?"; ls -A "$2"' \
+		_ "$IMG" "$W/small" 2>&1)
+	check "a full disk while extracting: 127, the partial copy removed" sh -c \
+		'echo "$1" | grep -q "No space left on device" && echo "$1" | tail -n 1 | grep -qx rc=127' \
+		_ "$out"
+else
+	skip "a full disk while extracting" "needs bwrap"
+fi
+
 mkdir -p "$W/x1" "$W/x2"
 (cd "$W/x1" && "$IMG" --runtime-extract) >/dev/null 2>&1
 check "--runtime-extract writes ./RunDir with modes and links" sh -c \
