@@ -113,6 +113,16 @@ def test_unknown_mode_is_one_clear_error(run_entry: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(("flag", "expected"), [("--help", "--run-shell"), ("-h", "--run-shell"),
+                                               ("--version", "RunImage version:")])  # fmt: skip
+def test_common_help_and_version_flags_are_runimages(
+    run_entry: Path, flag: str, expected: str
+) -> None:
+    result = run(run_entry, flag)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout and "bwrap" not in result.stdout.split("\n")[0]
+
+
 def test_no_arguments_prints_help(run_entry: Path) -> None:
     result = run(run_entry)
     assert result.returncode == 0

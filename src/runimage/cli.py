@@ -26,6 +26,10 @@ def refuse_root() -> None:
         )
 
 
+# The help and version flags of most programs, as the first argument: runimage's own modes.
+COMMON_FLAGS = {"--help": "--run-help", "-h": "--run-help", "--version": "--run-version"}
+
+
 def is_mode(argument: str) -> bool:
     """True for the launcher's own flags (--run-*, --overfs-* and their short forms --rX, --oX),
     which never reach bwrap; bwrap's own options are lower case after the dashes."""
@@ -233,6 +237,9 @@ def dispatch(args: list[str]) -> int:
     autorun = autorun_command(launch.paths)
     if autorun:
         return run_autorun(launch, autorun, args)
+    if args and args[0] in COMMON_FLAGS:
+        # What users type first gets runimage's answer, not bwrap's usage (--run-bwhelp).
+        args = [COMMON_FLAGS[args[0]], *args[1:]]
     if not args or is_mode(args[0]):
         from runimage import modes
 
