@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import tempfile
@@ -417,6 +418,15 @@ def test_home_unset_comes_from_passwd(run_entry: Path) -> None:
     env.pop("HOME", None)
     result = run(run_entry, "sh", "-c", "echo $HOME", env=env)
     assert result.stdout.strip() == str(Path.home())
+
+
+def test_user_unset_comes_from_passwd(run_entry: Path) -> None:
+    env = clean_env()
+    for name in ("USER", "LOGNAME"):
+        env.pop(name, None)
+    result = run(run_entry, "sh", "-c", 'echo "$USER $LOGNAME"', env=env)
+    name = pwd.getpwuid(os.getuid()).pw_name
+    assert result.stdout.split() == [name, name], result.stderr
 
 
 def test_missing_home_is_warned_about(run_entry: Path) -> None:

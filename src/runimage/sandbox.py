@@ -330,6 +330,9 @@ def build(
     if home is None:
         home = homes.seamless(homes.host_home(), who.user, who.uid)
     env = container_env(paths, home, shell)
+    # A login sets these; a bare environment (env -i, cron) may not have them.
+    env.setdefault("USER", who.user)
+    env.setdefault("LOGNAME", who.user)
     options = [
         "--bind-try", paths.rootfs, "/",
         *kernel_filesystems(),
