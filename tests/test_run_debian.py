@@ -429,6 +429,20 @@ def test_user_unset_comes_from_passwd(run_entry: Path) -> None:
     assert result.stdout.split() == [name, name], result.stderr
 
 
+def test_environment_names_of_another_user_are_not_taken(run_entry: Path) -> None:
+    """sudo -u bob keeps alice's USER and LOGNAME: the account of the uid names the user."""
+    name = pwd.getpwuid(os.getuid()).pw_name
+    result = run(run_entry, "sh", "-c", 'echo "$RUNUSER"', env=clean_env(USER="root", LOGNAME="x"))
+    assert result.stdout.strip() == name, result.stderr
+
+
+def test_everything_after_double_dash_is_the_program(run_entry: Path) -> None:
+    result = run(run_entry, "--", "--run-shell", "-c", "true")
+    assert result.returncode == 127
+    assert "No such program in the container: '--run-shell'" in result.stderr
+    assert run(run_entry, "--", "sh", "-c", "echo $0", "--help").stdout.strip() == "--help"
+
+
 def test_missing_home_is_warned_about(run_entry: Path) -> None:
     result = run(run_entry, "true", env=clean_env(HOME="/nonexistent/home"))
     assert result.returncode == 0

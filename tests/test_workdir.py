@@ -76,3 +76,17 @@ def test_users_binds_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     here = os.getcwd()
     options = ["--bind-try", "/rootfs", "/", "--ro-bind", here, "/work", "ls"]
     assert workdir.chdir_options(options) == (["--chdir", "/work"], "")
+
+
+def test_destinations_with_doubled_slashes_count() -> None:
+    found, _, _ = workdir.mounts([*HOME_SHARED, "--bind", "/opt/x", "//tmp//work/"])
+    assert workdir.shown_at("/tmp/work/a", found) == "/opt/x/a"
+
+
+def test_a_directory_the_user_cannot_enter_starts_in_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    options = ["--bind-try", "/rootfs", "/", "--bind-try", "/tmp", "/tmp", "ls"]
+    assert workdir.chdir_options(options) == (["--chdir", "/"], os.getcwd())

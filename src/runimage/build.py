@@ -388,7 +388,8 @@ def build(paths: Paths, args: list[str]) -> int:
     tidy_rootfs(os.path.join(source, "rootfs"), packed=bool(paths.image))
     log.info(f"Creating new RunImage: '{request.target}'")
     new = f"{request.target}.new{os.getpid()}"
-    for ending in ENDING_SIGNALS:
+    # SIGINT too: Python's KeyboardInterrupt would let a second one cut the clean-up short.
+    for ending in (*ENDING_SIGNALS, signal.SIGINT):
         signal.signal(ending, _interrupt)
     lock = -1
     try:

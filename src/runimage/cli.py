@@ -181,7 +181,9 @@ class Launch:
                 self.bwrap, self.suid_bwrap, self.paths, self.who, shell, scratch, home
             )
             extra = [*self.config.bwrap_args, *self.config.exec_args]
-            if not extra and not command[0].startswith("-"):
+            if command[0] == "--":
+                self._check_program(command[1], bwrap.env["PATH"])
+            elif not extra and not command[0].startswith("-"):
                 self._check_program(command[0], bwrap.env["PATH"])
             chdir, unseen = workdir.chdir_options([*bwrap.options, *extra, *command])
             if unseen:
@@ -229,7 +231,9 @@ def dispatch(args: list[str]) -> int:
             hint="use it on a runimage file, first on the command line; see --runtime-help",
             status=2,
         )
-    if args and args[0] == "--":
+    program_only = bool(args) and args[0] == "--"
+    if program_only:
+        # Everything after -- is the program and its arguments, never runimage's or bwrap's.
         args = args[1:]
         if not args:
             raise Die("No program given after --", hint="runimage -- {program} {args}", status=2)
@@ -237,6 +241,8 @@ def dispatch(args: list[str]) -> int:
     autorun = autorun_command(launch.paths)
     if autorun:
         return run_autorun(launch, autorun, args)
+    if program_only:
+        return launch.run(["--", *args])
     if args and args[0] in COMMON_FLAGS:
         # What users type first gets runimage's answer, not bwrap's usage (--run-bwhelp).
         args = [COMMON_FLAGS[args[0]], *args[1:]]

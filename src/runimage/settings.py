@@ -50,16 +50,18 @@ def which(name: str, path: str, skip: str = "") -> str:
 
 
 def _real_user() -> str:
-    for name in ("SUDO_USER", "USER", "LOGNAME"):
-        value = os.environ.get(name, "")
-        if value and not (name == "USER" and value == "root" and os.geteuid() != 0):
-            return value
-    try:
-        import pwd
+    """The user's name: as root (ALLOW_ROOT=1 under sudo), the one sudo was called by; else the
+    account of the effective uid, whatever USER or LOGNAME say (sudo -u bob keeps alice's)."""
+    import pwd
 
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except (KeyError, ImportError):
-        return str(os.geteuid())
+    uid = os.geteuid()
+    if uid == 0 and os.environ.get("SUDO_USER"):
+        return os.environ["SUDO_USER"]
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        # An account the host does not list (a container's uid): the environment's word.
+        return os.environ.get("USER") or os.environ.get("LOGNAME") or str(uid)
 
 
 def _group_name(gid: int) -> str:

@@ -63,12 +63,26 @@ def mounts(options: list[str]) -> tuple[list[tuple[str, str | None]], bool, int]
         if len(arguments) < count:
             break
         if option in HOST_MOUNTS:
-            found.append((os.path.normpath(arguments[1]), os.path.normpath(arguments[0])))
+            found.append((_normal(arguments[1]), _normal(arguments[0])))
         elif option in OTHER_MOUNTS:
-            found.append((os.path.normpath(arguments[-1]), None))
+            found.append((_normal(arguments[-1]), None))
         chooses = chooses or option == "--chdir"
         index += 1 + count
     return found, chooses, index
+
+
+def _normal(path: str) -> str:
+    """path without . and .. parts, repeated slashes or a trailing one; relative paths are
+    taken from the working directory, as bwrap takes them. (normpath keeps a leading //.)"""
+    path = os.path.normpath(path if path.startswith("/") else os.path.join(_cwd_or_root(), path))
+    return "/" + path.lstrip("/")
+
+
+def _cwd_or_root() -> str:
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return "/"
 
 
 def _within(path: str, top: str) -> bool:
@@ -114,7 +128,8 @@ def chdir_options(options: list[str]) -> tuple[list[str], str]:
         host_dir = os.getcwd()
     except FileNotFoundError:
         return ["--chdir", "/"], "a deleted directory"
-    inside = inside_path(host_dir, found)
+    # A directory the user cannot enter (sudo -u from another's home): bwrap could not either.
+    inside = inside_path(host_dir, found) if os.access(host_dir, os.X_OK) else None
     if inside is None:
         # From the host's /, the container's / is where a user expects to be.
         return ["--chdir", "/"], "" if host_dir == "/" else host_dir
