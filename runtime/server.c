@@ -946,7 +946,7 @@ int server_run(struct sqfs_ll *ll, int fuse_fd, const struct server_config *cfg,
 	trace_on = stats_on && strcmp(getenv("RUNTIME_FUSE_STATS"), "trace") == 0;
 	mounted = trace_start = now_ns();
 	server_open_readers(ll, cfg);
-	twins_init();
+	twins_init(ll);
 	w.se = fuse_session_new(&args, &server_ops, sizeof(server_ops), ll);
 	if (!w.se)
 		return -1;

@@ -17,7 +17,7 @@ const sqfs_block *block_cache_data(const struct shared_block *b);
 void block_cache_put(struct shared_block *b);
 
 /* twins.c: one inode number for identical files stored once */
-void twins_init(void);
+void twins_init(sqfs_ll *ll);
 fuse_ino_t twins_ino(sqfs_ll *ll, sqfs_inode *inode, fuse_ino_t ino);
 
 /* push.c: storing small files into the page cache before they are read */

@@ -8,15 +8,22 @@
  * program of the rootfs reads through FUSE again what the launcher read a
  * moment before under another path; with them it finds the pages cached.
  *
+ * Only the files of the launcher's bundle (static/.bundle/bin and lib) and
+ * their copies elsewhere are twinned: identical files within the rootfs (its
+ * licences, say) keep inode numbers of their own, so that tar or du over the
+ * rootfs, which take one inode number for one file, see what an unpacked
+ * RunDir has.
+ *
  * Two files are twins when their inodes agree on everything the kernel
  * caches for an inode (mode, owner, mtime, xattrs, link count, size) and on
  * where their data lies: the first block, the same list of block sizes and
  * the same fragment. Link counts stay as stored, so tools that look for hard
- * links by st_nlink (cp -a, tar, du, rsync -H) do not take twins for links;
- * mksquashfs compares whole stat results, so --run-build passes it
- * -no-hardlinks. RUNTIME_NO_TWINS=1 turns twins off.
+ * links by st_nlink (cp -a, rsync -H) do not take twins for links; tar and
+ * du given both copies do, and mksquashfs, which compares whole stat
+ * results, would: --run-build passes it -no-hardlinks. RUNTIME_NO_TWINS=1
+ * turns twins off.
  *
- * All calls are made with the server's fs_lock held.
+ * twins_ino() is called with the server's fs_lock held.
  */
 #define _GNU_SOURCE
 #include "runtime.h"
@@ -25,7 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TWINS_INITIAL_BUCKETS 4096
+#define TWINS_INITIAL_BUCKETS 256
+
+/* The directories of the image whose files (not subdirectories) have twins. */
+static const char *const bundle_dirs[] = { "static/.bundle/bin", "static/.bundle/lib" };
 
 /* Hashed and compared as bytes, so without padding. */
 struct twin_key {
@@ -40,18 +50,12 @@ struct twin {
 	struct twin *next;
 };
 
+/* NULL buckets: twins are off. */
 static struct {
 	struct twin **buckets;
 	size_t mask, count;
-	bool off;
 } twins;
 
-void twins_init(void)
-{
-	twins.off = getenv("RUNTIME_NO_TWINS") && strcmp(getenv("RUNTIME_NO_TWINS"), "0") != 0;
-	twins.buckets = xcalloc(TWINS_INITIAL_BUCKETS, sizeof(*twins.buckets));
-	twins.mask = TWINS_INITIAL_BUCKETS - 1;
-}
 
 static struct twin_key key_of(const sqfs_inode *inode)
 {
@@ -124,17 +128,20 @@ static bool same_blocks(sqfs *fs, sqfs_inode *a, sqfs_inode *b)
 	return true;
 }
 
+static bool wanted(const sqfs_inode *inode)
+{
+	return S_ISREG(inode->base.mode) && inode->xtra.reg.file_size > 0;
+}
+
+/* The first of its twins known, or ino. */
 fuse_ino_t twins_ino(sqfs_ll *ll, sqfs_inode *inode, fuse_ino_t ino)
 {
 	struct twin_key key;
-	struct twin *t;
-	size_t slot;
 
-	if (twins.off || !S_ISREG(inode->base.mode) || inode->xtra.reg.file_size == 0)
+	if (!twins.buckets || !wanted(inode))
 		return ino;
 	key = key_of(inode);
-	slot = hash_of(&key) & twins.mask;
-	for (t = twins.buckets[slot]; t; t = t->next) {
+	for (struct twin *t = twins.buckets[hash_of(&key) & twins.mask]; t; t = t->next) {
 		sqfs_inode first;
 
 		if (memcmp(&t->key, &key, sizeof(key)) != 0)
@@ -144,12 +151,56 @@ fuse_ino_t twins_ino(sqfs_ll *ll, sqfs_inode *inode, fuse_ino_t ino)
 		if (sqfs_ll_inode(ll, &first, t->ino) == SQFS_OK && same_blocks(&ll->fs, &first, inode))
 			return t->ino;
 	}
-	t = xcalloc(1, sizeof(*t));
-	t->key = key;
+	return ino;
+}
+
+static void add(const sqfs_inode *inode, fuse_ino_t ino)
+{
+	struct twin *t = xcalloc(1, sizeof(*t));
+	size_t slot;
+
+	t->key = key_of(inode);
 	t->ino = ino;
+	slot = hash_of(&t->key) & twins.mask;
 	t->next = twins.buckets[slot];
 	twins.buckets[slot] = t;
 	if (++twins.count > 2 * (twins.mask + 1))
 		grow();
-	return ino;
+}
+
+/* The regular files of the directory at path in the image. */
+static void add_dir(sqfs_ll *ll, const char *path)
+{
+	sqfs_inode dir, file;
+	sqfs_dir walk;
+	sqfs_name name;
+	sqfs_dir_entry entry;
+	sqfs_err err = SQFS_OK;
+	bool found = false;
+
+	if (sqfs_inode_get(&ll->fs, &dir, sqfs_inode_root(&ll->fs)) != SQFS_OK ||
+	    sqfs_lookup_path(&ll->fs, &dir, path, &found) != SQFS_OK || !found ||
+	    !S_ISDIR(dir.base.mode) || sqfs_dir_open(&ll->fs, &dir, &walk, 0) != SQFS_OK)
+		return;
+	sqfs_dentry_init(&entry, name);
+	while (sqfs_dir_next(&ll->fs, &walk, &entry, &err)) {
+		if (sqfs_dentry_is_dir(&entry) ||
+		    sqfs_inode_get(&ll->fs, &file, sqfs_dentry_inode(&entry)) != SQFS_OK)
+			continue;
+		if (wanted(&file))
+			add(&file, ll->ino_register(ll, &entry));
+	}
+}
+
+/* Knows the bundle's files, before the first request. */
+void twins_init(sqfs_ll *ll)
+{
+	const char *off = getenv("RUNTIME_NO_TWINS");
+
+	if (off && strcmp(off, "0") != 0)
+		return;
+	twins.buckets = xcalloc(TWINS_INITIAL_BUCKETS, sizeof(*twins.buckets));
+	twins.mask = TWINS_INITIAL_BUCKETS - 1;
+	for (size_t i = 0; i < sizeof(bundle_dirs) / sizeof(bundle_dirs[0]); i++)
+		add_dir(ll, bundle_dirs[i]);
 }

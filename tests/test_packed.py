@@ -310,6 +310,16 @@ def test_launcher_and_rootfs_copies_of_a_file_share_one_inode(image: Path) -> No
     assert own[0] != own[1] and own[2] != own[3]
 
 
+def test_identical_files_of_the_rootfs_are_not_one_inode(image: Path, rundir: Path) -> None:
+    """Only the launcher's bundle and its copies are twins: tar over the rootfs, which takes
+    one inode for one file, sees no hard links where the unpacked RunDir has none (the util-linux
+    licences are identical files)."""
+    script = "tar cf - /usr/share/doc 2>/dev/null | tar tvf - | grep -c ' link to '"
+    packed = run(image, "sh", "-c", script)
+    unpacked = run(rundir / "Run", "sh", "-c", script)
+    assert packed.stdout.strip() == unpacked.stdout.strip() == "0", packed.stderr
+
+
 def test_build_from_packed_with_zstd(image: Path, tmp_path: Path) -> None:
     target = tmp_path / "rebuilt"
     result = run(image, "--rB", str(target), "-zstd", "3", timeout=600)

@@ -61,7 +61,7 @@ exit) exit "\$2" ;;
 sleep) exec $BB sleep "\$2" ;;
 selfkill) kill -"\$2" \$\$ ;;
 cat) cat "\$RUNDIR/\$2" ;;
-ino) shift; for f in "\$@"; do $BB stat -c 'ino %i %h' "\$RUNDIR/rootfs/\$f"; done ;;
+ino) shift; for f in "\$@"; do $BB stat -c 'ino %i %h' "\$RUNDIR/\$f"; done ;;
 esac
 exit 0
 RUN
@@ -77,17 +77,22 @@ RUN
 	truncate -s 700000 "$d/rootfs/sparse"
 	echo end >>"$d/rootfs/sparse"
 	for i in $(seq 1 40); do echo "small $i" >"$d/rootfs/small$i"; done
-	# Twins: identical files stored once, with the same attributes (twin-c's
-	# mode differs). hole0 has only holes, so no data of its own: hole1, the
-	# same size, may start where hole0 does, yet they are not twins.
-	cp "$d/rootfs/blob" "$d/rootfs/twin-a"
-	cp "$d/rootfs/blob" "$d/rootfs/twin-b"
-	cp "$d/rootfs/blob" "$d/rootfs/twin-c"
+	# Twins: files of the launcher's bundle and their identical copies
+	# elsewhere, stored once, with the same attributes (twin-c's mode
+	# differs). same1 and same2 are identical but have no copy in the
+	# bundle. hole0 has only holes, so no data of its own: hole1, the same
+	# size, starts where hole0 does, yet they are not twins.
+	b=$d/static/.bundle/lib
+	mkdir -p "$b"
+	cp "$d/rootfs/blob" "$b/libtwin.so"
+	for f in twin-a twin-b twin-c; do cp "$d/rootfs/blob" "$d/rootfs/$f"; done
 	chmod 600 "$d/rootfs/twin-c"
-	truncate -s 262144 "$d/rootfs/hole0"
-	head -c 262144 /dev/urandom >"$d/rootfs/hole1"
+	head -c 100000 /dev/urandom >"$d/rootfs/same1"
+	cp "$d/rootfs/same1" "$d/rootfs/same2"
+	truncate -s 262144 "$b/hole0"
+	head -c 262144 /dev/urandom >"$b/hole1"
 	touch -r "$d/rootfs/blob" "$d/rootfs/twin-a" "$d/rootfs/twin-b" "$d/rootfs/twin-c" \
-		"$d/rootfs/hole0" "$d/rootfs/hole1"
+		"$b/libtwin.so" "$b/hole0" "$b/hole1" "$d/rootfs/same1" "$d/rootfs/same2"
 	offset=$(stat -c %s "$RUNTIME")
 	mksquashfs "$d" "$W/img" -root-owned -noappend -comp lz4 -quiet -no-progress \
 		-offset "$offset" >/dev/null || return 1
@@ -147,15 +152,17 @@ if [ $has_fuse = yes ]; then
 			_ "$IMG" "$f" "$W"
 	done
 	inos() { "$IMG" ino "$@" | sed -n 's/^ino //p' | tr '\n' ' '; }
-	set -- $(inos twin-a twin-b twin-c hole0 hole1 blob)
-	check "identical files stored once share one inode number, one link each" \
-		test "$1 $2" = "$3 $4" -a "$2" = 1
+	set -- $(inos rootfs/twin-a rootfs/twin-b rootfs/twin-c static/.bundle/lib/hole0 \
+		static/.bundle/lib/hole1 rootfs/blob static/.bundle/lib/libtwin.so rootfs/same1 rootfs/same2)
+	check "copies of a bundle file share its inode number, one link each" \
+		test "$1 $2" = "$3 $4" -a "$1 $2" = "${13} ${14}" -a "$2" = 1
 	check "a twin with another mode keeps its own inode number" test "$5" != "$1"
 	check "a file of holes and one starting at its place are no twins" test "$7" != "$9"
 	check "blob, stored once with its twins, shares their inode number" test "${11}" = "$1"
+	check "identical files without a copy in the bundle keep their own" test "${15}" != "${17}"
 	check "twin-b reads back byte for byte" sh -c \
 		'"$1" cat rootfs/twin-b | tail -n +7 | cmp -s - "$2/RunDir/rootfs/blob"' _ "$IMG" "$W"
-	set -- $(RUNTIME_NO_TWINS=1 inos twin-a twin-b)
+	set -- $(RUNTIME_NO_TWINS=1 inos rootfs/twin-a rootfs/twin-b)
 	check "RUNTIME_NO_TWINS=1: inode numbers of their own" test "$1" != "$3"
 	for st in 0 1 7; do
 		"$IMG" exit $st >/dev/null 2>&1
