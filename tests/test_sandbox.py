@@ -186,6 +186,18 @@ def test_symlinked_home_is_resolved(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(real)
     assert homes.seamless(str(link), "alice", 1000).path == str(real)
+    assert homes.seamless(f"{link}/", "alice", 1000).path == str(real)
+
+
+def test_tmpdir_through_a_symlink_is_resolved(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    env = {"TMPDIR": str(link)}
+    sandbox.tmpdir(env, home_shared=True)
+    assert env["TMPDIR"] in (str(real.resolve()), sandbox.TMPDIR_INSIDE)
+    assert env["TMPDIR"] != str(link)
 
 
 def test_xauthority_moves_with_home(monkeypatch: pytest.MonkeyPatch) -> None:

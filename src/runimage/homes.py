@@ -39,6 +39,9 @@ class Home:
 
 
 def _resolve_symlink(home: str) -> str:
+    """home through its own symlink (also written with a trailing slash): inside, the link may
+    lead where the container shows nothing."""
+    home = home.rstrip("/") or home
     if home and home != "/root" and os.path.islink(home):
         real = os.path.realpath(home)
         log.warning(f"$HOME is a symlink: using '{real}' as $HOME")

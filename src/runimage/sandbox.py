@@ -146,6 +146,9 @@ def tmpdir(env: dict[str, str], home_shared: bool) -> list[str]:
     if not host_tmpdir or not os.path.isdir(host_tmpdir):
         env.pop("TMPDIR", None)
         return []
+    # Through its symlinks: /tmp/link to /var/tmp/x would lead nowhere inside.
+    host_tmpdir = os.path.realpath(host_tmpdir)
+    env["TMPDIR"] = host_tmpdir
     shared = ("/tmp", "/mnt", "/media", "/run/media", "/run/user") + (
         ("/home",) if home_shared else ()
     )
