@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runimage import cli, homes, sandbox, userns
+from runimage import cli, homes, sandbox, userns, workdir
 from runimage.log import Die
 from runimage.settings import Identity, Paths
 
@@ -272,3 +272,10 @@ def test_userns_allowed_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     monkeypatch.setattr(userns, "read_text", lambda path: "1" if "max_user" in path else "")
     userns.check(setuid_bwrap=False)
+
+
+def test_workdir_understands_every_option_of_the_launcher(paths: Paths) -> None:
+    options = build(paths).options
+    found, chooses, end = workdir.mounts([*options, "program", "--bind", "/x", "/y"])
+    assert end == len(options) and not chooses
+    assert ("/", paths.rootfs) in found and ("/tmp", "/tmp") in found

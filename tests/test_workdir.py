@@ -6,34 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from test_sandbox import SWITCHES, build
 
 from runimage import workdir
-from runimage.settings import Paths
 
 HOME_SHARED = ["--bind-try", "/rootfs", "/", "--bind-try", "/home", "/home", "--tmpfs", "/root"]
-
-
-@pytest.fixture(autouse=True)
-def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in SWITCHES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("QUIET_MODE", "1")
-
-
-@pytest.fixture
-def paths(tmp_path: Path) -> Paths:
-    rundir = tmp_path / "RunDir"
-    (rundir / "rootfs" / "usr" / "bin").mkdir(parents=True)
-    (rundir / "rootfs" / "etc").mkdir()
-    return Paths({"RUNDIR": str(rundir), "RUNSRC": str(rundir / "Run"), "PATH": "/usr/bin"})
-
-
-def test_every_option_of_the_launcher_is_understood(paths: Paths) -> None:
-    options = build(paths).options
-    found, chooses, end = workdir.mounts([*options, "program", "--bind", "/x", "/y"])
-    assert end == len(options) and not chooses
-    assert ("/", paths.rootfs) in found and ("/tmp", "/tmp") in found
 
 
 def test_a_shared_directory_keeps_its_path() -> None:
