@@ -41,18 +41,28 @@ void image_locate(struct image *img)
 		die("%s: %s", img->path, why);
 }
 
+#define TABLES 6
+
+/* Where the superblock's tables start: inode, directory and id tables, then the optional ones. */
+static void table_starts(const struct squashfs_super_block *sb, uint64_t tables[TABLES])
+{
+	tables[0] = le64toh(sb->inode_table_start);
+	tables[1] = le64toh(sb->directory_table_start);
+	tables[2] = le64toh(sb->id_table_start);
+	tables[3] = le64toh(sb->fragment_table_start);
+	tables[4] = le64toh(sb->lookup_table_start);
+	tables[5] = le64toh(sb->xattr_id_table_start);
+}
+
 static const char *table_error(const struct squashfs_super_block *sb, uint64_t avail)
 {
-	const uint64_t tables[] = {
-		le64toh(sb->inode_table_start),     le64toh(sb->directory_table_start),
-		le64toh(sb->id_table_start),        le64toh(sb->fragment_table_start),
-		le64toh(sb->lookup_table_start),    le64toh(sb->xattr_id_table_start),
-	};
-	uint64_t used = le64toh(sb->bytes_used);
+	uint64_t tables[TABLES], used = le64toh(sb->bytes_used);
+
+	table_starts(sb, tables);
 
 	if (used > avail)
 		return NULL; /* reported as truncation by the caller */
-	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+	for (size_t i = 0; i < TABLES; i++) {
 		if (i >= 3 && tables[i] == NO_TABLE)
 			continue;
 		if (tables[i] < sizeof(*sb) || tables[i] >= used)
@@ -72,14 +82,10 @@ static const char *table_error(const struct squashfs_super_block *sb, uint64_t a
  */
 static bool size_agrees_with_tables(const struct squashfs_super_block *sb)
 {
-	const uint64_t tables[] = {
-		le64toh(sb->inode_table_start),  le64toh(sb->directory_table_start),
-		le64toh(sb->id_table_start),     le64toh(sb->fragment_table_start),
-		le64toh(sb->lookup_table_start), le64toh(sb->xattr_id_table_start),
-	};
-	uint64_t used = le64toh(sb->bytes_used), last = 0;
+	uint64_t tables[TABLES], used = le64toh(sb->bytes_used), last = 0;
 
-	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
+	table_starts(sb, tables);
+	for (size_t i = 0; i < TABLES; i++)
 		if (tables[i] != NO_TABLE && tables[i] > last)
 			last = tables[i];
 	return used > last && used - last <= MAX_LAST_TABLE;
