@@ -32,7 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TWINS_INITIAL_BUCKETS 256
+/* The bundle holds a few dozen files: a fixed table is plenty. */
+#define TWINS_BUCKETS 256
 
 /* The directories of the image whose files (not subdirectories) have twins. */
 static const char *const bundle_dirs[] = { "static/.bundle/bin", "static/.bundle/lib" };
@@ -50,12 +51,8 @@ struct twin {
 	struct twin *next;
 };
 
-/* NULL buckets: twins are off. */
-static struct {
-	struct twin **buckets;
-	size_t mask, count;
-} twins;
-
+/* NULL: twins are off. */
+static struct twin **buckets;
 
 static struct twin_key key_of(const sqfs_inode *inode)
 {
@@ -82,27 +79,6 @@ static size_t hash_of(const struct twin_key *key)
 	for (size_t i = 0; i < sizeof(*key); i++)
 		hash = (hash ^ byte[i]) * 1099511628211u;
 	return (size_t)hash;
-}
-
-static void grow(void)
-{
-	size_t size = (twins.mask + 1) * 2;
-	struct twin **buckets = xcalloc(size, sizeof(*buckets));
-
-	for (size_t i = 0; i <= twins.mask; i++) {
-		struct twin *t = twins.buckets[i], *next;
-
-		for (; t; t = next) {
-			size_t slot = hash_of(&t->key) & (size - 1);
-
-			next = t->next;
-			t->next = buckets[slot];
-			buckets[slot] = t;
-		}
-	}
-	free(twins.buckets);
-	twins.buckets = buckets;
-	twins.mask = size - 1;
 }
 
 /*
@@ -138,10 +114,10 @@ fuse_ino_t twins_ino(sqfs_ll *ll, sqfs_inode *inode, fuse_ino_t ino)
 {
 	struct twin_key key;
 
-	if (!twins.buckets || !wanted(inode))
+	if (!buckets || !wanted(inode))
 		return ino;
 	key = key_of(inode);
-	for (struct twin *t = twins.buckets[hash_of(&key) & twins.mask]; t; t = t->next) {
+	for (struct twin *t = buckets[hash_of(&key) % TWINS_BUCKETS]; t; t = t->next) {
 		sqfs_inode first;
 
 		if (memcmp(&t->key, &key, sizeof(key)) != 0)
@@ -161,11 +137,9 @@ static void add(const sqfs_inode *inode, fuse_ino_t ino)
 
 	t->key = key_of(inode);
 	t->ino = ino;
-	slot = hash_of(&t->key) & twins.mask;
-	t->next = twins.buckets[slot];
-	twins.buckets[slot] = t;
-	if (++twins.count > 2 * (twins.mask + 1))
-		grow();
+	slot = hash_of(&t->key) % TWINS_BUCKETS;
+	t->next = buckets[slot];
+	buckets[slot] = t;
 }
 
 /* The regular files of the directory at path in the image. */
@@ -199,8 +173,7 @@ void twins_init(sqfs_ll *ll)
 
 	if (off && strcmp(off, "0") != 0)
 		return;
-	twins.buckets = xcalloc(TWINS_INITIAL_BUCKETS, sizeof(*twins.buckets));
-	twins.mask = TWINS_INITIAL_BUCKETS - 1;
+	buckets = xcalloc(TWINS_BUCKETS, sizeof(*buckets));
 	for (size_t i = 0; i < sizeof(bundle_dirs) / sizeof(bundle_dirs[0]); i++)
 		add_dir(ll, bundle_dirs[i]);
 }
